@@ -1,0 +1,73 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace coordinator {
+
+using Seconds = std::chrono::duration<double>;
+
+// Converts fractional seconds from the command line into a steady-clock duration.
+std::chrono::steady_clock::duration to_duration(double seconds);
+
+// One validated, immutable set of settings, made once at start.
+struct Config {
+  std::filesystem::path profiles_dir = "auth_profiles/active";
+  std::string launcher = "launch_camoufox.py";
+  std::string python = "python3";
+  std::string host = "0.0.0.0";
+  int port = 2048;
+  int base_api_port = 3100;
+  int base_stream_port = 3200;
+  int base_camoufox_port = 9222;
+  int port_step = 1;
+  std::filesystem::path log_dir = "logs/coordinator";
+  bool headless = true;
+
+  double shutdown_grace = 10;
+  double ready_timeout = 60;
+  double health_interval = 5;
+  double health_timeout = 5;
+  double connect_timeout = 5;
+  double request_timeout = 600;
+  double stream_idle_timeout = 600;
+  double sse_heartbeat = 15;
+  double header_timeout = 10;
+  double keep_alive_timeout = 75;
+  double cancel_timeout = 10;
+  double child_stop_timeout = 10;
+  double client_send_timeout = 60;
+  std::uint64_t max_body = 20ull * 1024 * 1024;
+};
+
+// What parsing the command line decided: run with a Config, or exit at once
+// (--help, or a refused value) with a message for stdout or stderr.
+struct ExitRequest {
+  int code = 0;
+  std::string message;
+};
+using ParseOutcome = std::variant<Config, ExitRequest>;
+
+ParseOutcome parse_command_line(int argc, const char* const* argv);
+
+// The three ports of child `index`.
+struct ChildPorts {
+  int api = 0;
+  int stream = 0;
+  int camoufox = 0;
+  bool operator==(const ChildPorts&) const = default;
+};
+
+ChildPorts assign_ports(const Config& config, std::size_t index);
+
+// Checks that `child_count` children fit: every port in 1..65535, the three
+// ranges disjoint, and the coordinator port outside them. Returns a one-line
+// reason when they do not.
+std::optional<std::string> validate_port_layout(const Config& config, std::size_t child_count);
+
+}  // namespace coordinator

@@ -1,0 +1,66 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+#include "coordinator/asio.hpp"
+#include "coordinator/config.hpp"
+#include "coordinator/registry.hpp"
+#include "coordinator/relay.hpp"
+#include "coordinator/responses.hpp"
+#include "coordinator/upstream.hpp"
+
+namespace coordinator {
+
+// The /ready and /health body: fleet summary plus one entry per child.
+std::string readiness_body(const Registry& registry, Clock::time_point now);
+
+// The client-facing HTTP/1.1 server: accepts, parses, routes and answers,
+// forwarding /v1/* through the relay.
+class HttpServer {
+ public:
+  HttpServer(net::io_context& io, const Config& config, Registry& registry, UpstreamPool& pool);
+
+  // Binds and listens; returns a one-line error on failure.
+  std::string listen();
+  void start();
+
+  // Graceful shutdown: no new connections; idle keep-alive connections are
+  // closed; busy ones close after their current answer.
+  void stop_accepting();
+  std::size_t requests_in_flight() const { return requests_in_flight_; }
+  void close_all_connections();
+
+ private:
+  struct Session {
+    beast::tcp_stream* stream = nullptr;
+    bool busy = false;
+  };
+
+  awaitable<void> accept_loop();
+  awaitable<void> run_session(tcp::socket socket);
+  awaitable<bool> route(beast::tcp_stream& stream, const http::request<http::string_body>& request,
+                        ForwardResult& outcome);
+  awaitable<bool> broadcast_cancel(beast::tcp_stream& stream, const http::request<http::string_body>& request,
+                                   std::string req_id, ForwardResult& outcome);
+  awaitable<bool> reply(beast::tcp_stream& stream, const http::request<http::string_body>& request, unsigned status,
+                        std::string body, ForwardResult& outcome, ExtraHeaders extra = {});
+  awaitable<bool> reply_error(beast::tcp_stream& stream, const http::request<http::string_body>& request,
+                              unsigned status, std::string message, std::string type, std::string code,
+                              ForwardResult& outcome, ExtraHeaders extra = {});
+  bool keep_alive_for(const http::request<http::string_body>& request) const;
+
+  net::io_context& io_;
+  const Config& config_;
+  Registry& registry_;
+  ForwardContext forward_;
+  tcp::acceptor acceptor_;
+  bool accepting_ = false;
+  bool shutting_down_ = false;
+  std::size_t requests_in_flight_ = 0;
+  std::uint64_t next_session_id_ = 0;
+  std::unordered_map<std::uint64_t, Session> sessions_;
+};
+
+}  // namespace coordinator

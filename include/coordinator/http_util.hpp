@@ -1,0 +1,31 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace coordinator {
+
+// The one OpenAI-style error body every error made by the coordinator uses.
+std::string error_body(std::string_view message, std::string_view type, std::string_view code);
+
+// The SSE event that ends a stream whose child failed after bytes were sent.
+std::string stream_abort_events(std::string_view message);
+
+// True for headers that describe one connection and must not be forwarded
+// (RFC 9110 section 7.6.1), compared case-insensitively.
+bool is_hop_by_hop(std::string_view field_name);
+
+// True when `connection_value` (a Connection header) lists `field_name`.
+bool connection_lists(std::string_view connection_value, std::string_view field_name);
+
+// A req_id as the children use it: 1-128 of [A-Za-z0-9_-].
+bool is_valid_req_id(std::string_view req_id);
+
+// Finds the child's req_id in streamed bytes: the first `"id":"chatcmpl-{req_id}-...`.
+// Returns nothing when the id is absent or does not have that shape.
+std::optional<std::string> extract_req_id(std::string_view sse_bytes);
+
+bool iequals(std::string_view a, std::string_view b);
+
+}  // namespace coordinator

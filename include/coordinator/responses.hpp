@@ -1,0 +1,26 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "coordinator/asio.hpp"
+#include "coordinator/registry.hpp"
+
+namespace coordinator {
+
+using ExtraHeaders = std::vector<std::pair<std::string, std::string>>;
+
+// Writes one complete JSON response to a client. Returns false when the write failed.
+awaitable<bool> send_json(beast::tcp_stream& client, unsigned version, unsigned status, std::string body,
+                          bool keep_alive, Clock::duration timeout, ExtraHeaders extra = {});
+
+// The same with the OpenAI-style error body.
+// Coroutine parameters are owned strings: a view would dangle once the
+// caller's temporary is gone.
+awaitable<bool> send_error(beast::tcp_stream& client, unsigned version, unsigned status, std::string message,
+                           std::string type, std::string code, bool keep_alive, Clock::duration timeout,
+                           ExtraHeaders extra = {});
+
+}  // namespace coordinator

@@ -1,0 +1,48 @@
+#pragma once
+
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "coordinator/asio.hpp"
+#include "coordinator/registry.hpp"
+
+namespace coordinator {
+
+// Opens a connection to 127.0.0.1:`port` within `timeout`.
+awaitable<std::optional<beast::tcp_stream>> connect_to_child(int port, Clock::duration timeout, error_code& ec);
+
+// Idle keep-alive connections per child, so requests do not pay a handshake.
+// A connection goes back only after a complete, well-framed exchange.
+class UpstreamPool {
+ public:
+  UpstreamPool(std::size_t children, std::size_t max_idle_per_child, Clock::duration max_idle_age);
+
+  // An idle connection that still looks open, if any.
+  std::optional<beast::tcp_stream> take(std::size_t child);
+  void give_back(std::size_t child, beast::tcp_stream stream);
+  void clear(std::size_t child);
+  void clear_all();
+  std::size_t idle_count(std::size_t child) const { return idle_.at(child).size(); }
+
+ private:
+  struct Idle {
+    beast::tcp_stream stream;
+    Clock::time_point since;
+  };
+  std::vector<std::deque<Idle>> idle_;
+  std::size_t max_idle_per_child_;
+  Clock::duration max_idle_age_;
+};
+
+// A whole small exchange with a child on a fresh connection, bounded by
+// `timeout` overall: health checks and cancels.
+struct SimpleResponse {
+  unsigned status = 0;
+  std::string body;
+};
+awaitable<std::optional<SimpleResponse>> simple_request(int port, http::verb method, std::string target,
+                                                        std::string body, Clock::duration timeout, std::string& error);
+
+}  // namespace coordinator

@@ -1,0 +1,327 @@
+#include "coordinator/http_server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "coordinator/http_util.hpp"
+#include "coordinator/json_check.hpp"
+#include "coordinator/responses.hpp"
+
+namespace coordinator {
+
+namespace {
+
+constexpr std::size_t kHeaderLimit = 64 * 1024;
+constexpr std::string_view kCancelPrefix = "/v1/cancel/";
+constexpr auto kBodyReadTimeout = std::chrono::seconds(120);
+// A named object: g++ 12 cannot hold a braced list across a co_await.
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+const ExtraHeaders kCloseConnection{{"Connection", "close"}};
+
+std::string_view path_of(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
+struct CancelBroadcast {
+  explicit CancelBroadcast(net::any_io_executor executor, std::size_t children)
+      : answers(children, 0), pending(children), all_answered(executor) {}
+  std::vector<unsigned> answers;  // 0: no answer
+  std::size_t pending;
+  net::steady_timer all_answered;
+};
+
+awaitable<void> cancel_one(std::shared_ptr<CancelBroadcast> broadcast, std::size_t index, int port, std::string req_id,
+                           Clock::duration timeout) {
+  std::string error;
+  const auto response = co_await simple_request(port, http::verb::post, "/v1/cancel/" + req_id, "", timeout, error);
+  broadcast->answers[index] = response ? response->status : 0;
+  if (--broadcast->pending == 0) broadcast->all_answered.cancel();
+}
+
+}  // namespace
+
+std::string readiness_body(const Registry& registry, Clock::time_point now) {
+  nlohmann::json children = nlohmann::json::array();
+  for (const Child& child : registry.children()) {
+    children.push_back({
+        {"name", child.name},
+        {"state", to_string(child.state)},
+        {"ports", {{"api", child.ports.api}, {"stream", child.ports.stream}, {"camoufox", child.ports.camoufox}}},
+        {"pid", child.pid},
+        {"in_flight", child.in_flight},
+        {"served", child.served},
+        {"failures", child.failures},
+        {"last_error", child.last_error},
+        {"seconds_in_state", std::chrono::duration<double>(now - child.state_since).count()},
+    });
+  }
+  const bool ready = registry.ready_count() > 0;
+  nlohmann::json body = {
+      {"status", ready ? "ready" : "degraded"},
+      {"ready_children", registry.names_in(true)},
+      {"unhealthy_children", registry.names_in(false)},
+      {"total_children", registry.size()},
+      {"children", std::move(children)},
+  };
+  return body.dump();
+}
+
+HttpServer::HttpServer(net::io_context& io, const Config& config, Registry& registry, UpstreamPool& pool)
+    : io_(io), config_(config), registry_(registry), forward_{config, registry, pool}, acceptor_(io) {}
+
+std::string HttpServer::listen() {
+  error_code ec;
+  const auto address = net::ip::make_address(config_.host, ec);
+  if (ec) return "--coordinator-host " + config_.host + " is not an IP address";
+  const tcp::endpoint endpoint(address, static_cast<unsigned short>(config_.port));
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) return "cannot listen on " + config_.host + ":" + std::to_string(config_.port) + ": " + ec.message();
+  return {};
+}
+
+void HttpServer::start() {
+  accepting_ = true;
+  net::co_spawn(io_, accept_loop(), LogEscapedException{"accept loop"});
+}
+
+void HttpServer::stop_accepting() {
+  shutting_down_ = true;
+  accepting_ = false;
+  error_code ignored;
+  acceptor_.close(ignored);
+  for (auto& [id, session] : sessions_) {
+    if (!session.busy) session.stream->socket().close(ignored);
+  }
+}
+
+void HttpServer::close_all_connections() {
+  error_code ignored;
+  for (auto& [id, session] : sessions_) session.stream->socket().close(ignored);
+}
+
+awaitable<void> HttpServer::accept_loop() {
+  while (accepting_) {
+    error_code ec;
+    tcp::socket socket = co_await acceptor_.async_accept(use_awaitable_ec(ec));
+    if (ec) {
+      if (!accepting_) break;
+      // Out of file descriptors and the like: keep serving the connections we have.
+      spdlog::warn("accept failed: {}", ec.message());
+      net::steady_timer pause(io_, std::chrono::milliseconds(50));
+      co_await pause.async_wait(use_awaitable_ec(ec));
+      continue;
+    }
+    net::co_spawn(io_, run_session(std::move(socket)), LogEscapedException{"client session"});
+  }
+}
+
+bool HttpServer::keep_alive_for(const http::request<http::string_body>& request) const {
+  return request.keep_alive() && !shutting_down_;
+}
+
+awaitable<void> HttpServer::run_session(tcp::socket socket) {
+  set_no_delay(socket);
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  const std::uint64_t id = next_session_id_++;
+  sessions_[id] = Session{&stream, false};
+  // Leaves the bookkeeping right even if something below throws.
+  struct SessionScope {
+    HttpServer& server;
+    std::uint64_t id;
+    ~SessionScope() { server.sessions_.erase(id); }
+  } session_scope{*this, id};
+  ForwardResult outcome;
+
+  while (!shutting_down_) {
+    error_code ec;
+    sessions_[id].busy = false;
+    if (buffer.size() == 0) {
+      // Idle keep-alive wait, separate from the (shorter) header deadline.
+      stream.expires_after(to_duration(config_.keep_alive_timeout));
+      const std::size_t n = co_await stream.async_read_some(buffer.prepare(4096), use_awaitable_ec(ec));
+      buffer.commit(n);
+      if (ec) break;
+    }
+    sessions_[id].busy = true;
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(kHeaderLimit);
+    parser.body_limit(config_.max_body);
+    stream.expires_after(to_duration(config_.header_timeout));
+    co_await http::async_read_header(stream, buffer, parser, use_awaitable_ec(ec));
+    outcome = ForwardResult{};
+    const http::request<http::string_body> bad_request{http::verb::get, "/", 11};
+    if (ec == http::error::header_limit) {
+      co_await reply_error(stream, bad_request, 431, "Request headers are larger than 64 KiB.", "invalid_request_error",
+                           "headers_too_large", outcome, kCloseConnection);
+      break;
+    }
+    if (ec == http::error::body_limit) {
+      co_await reply_error(stream, bad_request, 413,
+                           "Request body is larger than " + std::to_string(config_.max_body) + " bytes.",
+                           "invalid_request_error", "body_too_large", outcome, kCloseConnection);
+      break;
+    }
+    if (ec == beast::error::timeout || ec == http::error::end_of_stream || ec == net::error::eof ||
+        ec == net::error::connection_reset || ec == net::error::operation_aborted) {
+      break;
+    }
+    if (ec) {
+      co_await reply_error(stream, bad_request, 400, "Malformed HTTP request: " + ec.message() + ".",
+                           "invalid_request_error", "bad_request", outcome, kCloseConnection);
+      break;
+    }
+    const auto& head = parser.get();
+    if (const auto length = parser.content_length(); length && *length > config_.max_body) {
+      co_await reply_error(stream, bad_request, 413,
+                           "Request body is larger than " + std::to_string(config_.max_body) + " bytes.",
+                           "invalid_request_error", "body_too_large", outcome, kCloseConnection);
+      break;
+    }
+    if (iequals(head[http::field::expect], "100-continue") && !parser.is_done()) {
+      stream.expires_after(to_duration(config_.client_send_timeout));
+      co_await net::async_write(stream, net::buffer(kContinue.data(), kContinue.size()), use_awaitable_ec(ec));
+      if (ec) break;
+    }
+    stream.expires_after(kBodyReadTimeout);
+    co_await http::async_read(stream, buffer, parser, use_awaitable_ec(ec));
+    if (ec == http::error::body_limit) {
+      co_await reply_error(stream, bad_request, 413,
+                           "Request body is larger than " + std::to_string(config_.max_body) + " bytes.",
+                           "invalid_request_error", "body_too_large", outcome, kCloseConnection);
+      break;
+    }
+    if (ec) {
+      if (ec != beast::error::timeout && ec != net::error::eof && ec != http::error::partial_message &&
+          ec != net::error::connection_reset) {
+        co_await reply_error(stream, bad_request, 400, "Malformed HTTP request body: " + ec.message() + ".",
+                             "invalid_request_error", "bad_request", outcome, kCloseConnection);
+      }
+      break;
+    }
+    const http::request<http::string_body> request = parser.release();
+    const auto started = Clock::now();
+    struct InFlight {
+      std::size_t& count;
+      explicit InFlight(std::size_t& c) : count(c) { ++count; }
+      ~InFlight() { --count; }
+    };
+    bool keep_going = false;
+    {
+      InFlight in_flight(requests_in_flight_);
+      keep_going = co_await route(stream, request, outcome);
+    }
+    spdlog::info("access {} {} {} child={} {:.1f}ms bytes={}", request.method_string(), request.target(),
+                 outcome.status, outcome.child.empty() ? "-" : outcome.child,
+                 std::chrono::duration<double, std::milli>(Clock::now() - started).count(), outcome.bytes_sent);
+    if (!keep_going) break;
+  }
+  error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream.socket().close(ignored);
+}
+
+awaitable<bool> HttpServer::reply(beast::tcp_stream& stream, const http::request<http::string_body>& request,
+                                  unsigned status, std::string body, ForwardResult& outcome, ExtraHeaders extra) {
+  bool keep_alive = keep_alive_for(request);
+  for (const auto& [name, value] : extra) {
+    if (iequals(name, "Connection") && iequals(value, "close")) keep_alive = false;
+  }
+  outcome.status = status;
+  outcome.bytes_sent = body.size();
+  ExtraHeaders headers;
+  for (const auto& header : extra) {
+    if (!iequals(header.first, "Connection")) headers.push_back(header);
+  }
+  const bool sent = co_await send_json(stream, request.version(), status, std::move(body), keep_alive,
+                                       to_duration(config_.client_send_timeout), headers);
+  co_return sent&& keep_alive;
+}
+
+awaitable<bool> HttpServer::reply_error(beast::tcp_stream& stream, const http::request<http::string_body>& request,
+                                        unsigned status, std::string message, std::string type, std::string code,
+                                        ForwardResult& outcome, ExtraHeaders extra) {
+  co_return co_await reply(stream, request, status, error_body(message, type, code), outcome, std::move(extra));
+}
+
+awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request<http::string_body>& request,
+                                  ForwardResult& outcome) {
+  const std::string_view path = path_of(request.target());
+  const http::verb method = request.method();
+  auto wrong_method = [&](std::string allowed) {
+    std::string message =
+        "Method " + std::string(request.method_string()) + " is not allowed on " + std::string(path) + ".";
+    return reply_error(stream, request, 405, std::move(message), "invalid_request_error", "method_not_allowed", outcome,
+                       ExtraHeaders{{"Allow", std::move(allowed)}});
+  };
+
+  if (path == "/live") {
+    if (method != http::verb::get) co_return co_await wrong_method("GET");
+    co_return co_await reply(stream, request, 200, std::string(R"({"status":"alive"})"), outcome);
+  }
+  if (path == "/ready" || path == "/health") {
+    if (method != http::verb::get) co_return co_await wrong_method("GET");
+    const unsigned status = registry_.ready_count() > 0 ? 200 : 503;
+    co_return co_await reply(stream, request, status, readiness_body(registry_, Clock::now()), outcome);
+  }
+  if (path == "/v1/models") {
+    if (method != http::verb::get) co_return co_await wrong_method("GET");
+    outcome = co_await forward_request(forward_, stream, request, false, keep_alive_for(request));
+    co_return outcome.client_reusable;
+  }
+  if (path == "/v1/chat/completions") {
+    if (method != http::verb::post) co_return co_await wrong_method("POST");
+    const JsonCheck body = check_json(request.body());
+    if (!body.is_object) {
+      const std::string why = body.valid ? "the body is not a JSON object" : body.error;
+      co_return co_await reply_error(stream, request, 400, "Request body must be a JSON object: " + why + ".",
+                                     "invalid_request_error", "invalid_json", outcome);
+    }
+    outcome = co_await forward_request(forward_, stream, request, body.stream_requested, keep_alive_for(request));
+    co_return outcome.client_reusable;
+  }
+  if (path.substr(0, kCancelPrefix.size()) == kCancelPrefix) {
+    if (method != http::verb::post) co_return co_await wrong_method("POST");
+    const std::string_view req_id = path.substr(kCancelPrefix.size());
+    if (!is_valid_req_id(req_id)) {
+      co_return co_await reply_error(stream, request, 400, "req_id must be 1-128 letters, digits, '-' or '_'.",
+                                     "invalid_request_error", "invalid_req_id", outcome);
+    }
+    co_return co_await broadcast_cancel(stream, request, std::string(req_id), outcome);
+  }
+  co_return co_await reply_error(stream, request, 404, "No route for " + std::string(path) + ".",
+                                 "invalid_request_error", "not_found", outcome);
+}
+
+awaitable<bool> HttpServer::broadcast_cancel(beast::tcp_stream& stream, const http::request<http::string_body>& request,
+                                             std::string req_id, ForwardResult& outcome) {
+  const std::size_t count = registry_.size();
+  auto broadcast = std::make_shared<CancelBroadcast>(io_.get_executor(), count);
+  const auto timeout = to_duration(config_.cancel_timeout);
+  for (std::size_t i = 0; i < count; ++i) {
+    net::co_spawn(io_, cancel_one(broadcast, i, registry_.at(i).ports.api, req_id, timeout),
+                  LogEscapedException{"cancel broadcast"});
+  }
+  // Each cancel is bounded by its own timeout; this wait only collects them.
+  broadcast->all_answered.expires_after(timeout + std::chrono::seconds(1));
+  while (broadcast->pending > 0) {
+    error_code ec;
+    co_await broadcast->all_answered.async_wait(use_awaitable_ec(ec));
+    if (!ec) break;  // expired
+  }
+  nlohmann::json completed = nlohmann::json::array();
+  nlohmann::json failed = nlohmann::json::array();
+  for (std::size_t i = 0; i < count; ++i) {
+    (broadcast->answers[i] == 200 ? completed : failed).push_back(registry_.at(i).name);
+  }
+  const bool any = !completed.empty();
+  spdlog::info("cancel {}: completed on {} of {} children", req_id, completed.size(), count);
+  nlohmann::json body = {{"success", any}, {"req_id", req_id}, {"completed", completed}, {"failed", failed}};
+  co_return co_await reply(stream, request, any ? 200 : 404, body.dump(), outcome);
+}
+
+}  // namespace coordinator

@@ -1,0 +1,526 @@
+#include "coordinator/relay.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <limits>
+#include <memory>
+
+#include "coordinator/http_util.hpp"
+#include "coordinator/responses.hpp"
+
+namespace coordinator {
+
+namespace {
+
+constexpr std::size_t kRelayBufferBytes = 64 * 1024;
+constexpr std::size_t kReqIdScanBytes = 8 * 1024;
+constexpr std::string_view kHeartbeat = ": keep-alive\n\n";
+constexpr auto kNever = Clock::time_point::max();
+
+enum class ReadStatus { ok, upstream_error, client_gone, idle_timeout, total_timeout };
+
+// Shared with the timer and client-watch handlers, which may run after the
+// relay has moved on: they act only while `generation` still matches.
+struct WatchState {
+  beast::tcp_stream* upstream = nullptr;
+  tcp::socket* client = nullptr;
+  unsigned generation = 0;
+  bool tick = false;
+  bool client_gone = false;
+};
+
+// Notices a client that goes away while the relay waits on the child, so the
+// child is released at once rather than at the next write.
+void watch_client(const std::shared_ptr<WatchState>& watch) {
+  if (watch->client == nullptr) return;
+  watch->client->async_wait(tcp::socket::wait_read, [watch](error_code ec) {
+    if (ec || watch->client == nullptr) return;
+    char byte = 0;
+    const auto received = ::recv(watch->client->native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (received > 0) return;  // a pipelined request: the client is still there
+    if (received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      watch_client(watch);
+      return;
+    }
+    watch->client_gone = true;
+    if (watch->upstream != nullptr) {
+      error_code ignored;
+      watch->upstream->socket().cancel(ignored);
+    }
+  });
+}
+
+awaitable<void> cancel_on_child(std::string child, int port, std::string req_id, Clock::duration timeout) {
+  std::string error;
+  auto response = co_await simple_request(port, http::verb::post, "/v1/cancel/" + req_id, "", timeout, error);
+  if (response) {
+    spdlog::info("cancel {} on child {}: {}", req_id, child, response->status);
+  } else {
+    spdlog::warn("cancel {} on child {} failed: {}", req_id, child, error);
+  }
+}
+
+bool is_retryable_status(unsigned status) {
+  return status == 502 || status == 503 || status == 504;
+}
+
+bool is_event_stream(std::string_view content_type) {
+  return content_type.substr(0, std::min<std::size_t>(content_type.size(), 17)) == "text/event-stream";
+}
+
+class Relay {
+ public:
+  Relay(ForwardContext& context, beast::tcp_stream& client, const http::request<http::string_body>& request,
+        bool stream_requested, bool client_keep_alive)
+      : context_(context),
+        config_(context.config),
+        client_(client),
+        request_(request),
+        stream_mode_(stream_requested),
+        stream_requested_(stream_requested),
+        client_keep_alive_(client_keep_alive),
+        client_chunked_ok_(request.version() >= 11),
+        timer_(client.get_executor()),
+        watch_(std::make_shared<WatchState>()) {
+    build_upstream_request();
+  }
+
+  awaitable<ForwardResult> run() {
+    const auto start = Clock::now();
+    total_deadline_ = stream_mode_ ? kNever : start + to_duration(config_.request_timeout);
+    idle_deadline_ = stream_mode_ ? start + to_duration(config_.stream_idle_timeout) : kNever;
+    heartbeat_due_ = start + heartbeat_period();
+
+    watch_->client = &client_.socket();
+    watch_client(watch_);
+    co_await dispatch();
+    // Stop the watchers before the client socket is used for the next request.
+    watch_->client = nullptr;
+    watch_->upstream = nullptr;
+    ++watch_->generation;
+    error_code ignored;
+    client_.socket().cancel(ignored);
+    timer_.cancel();
+    co_return result_;
+  }
+
+ private:
+  enum class Attempt { done, try_next };
+
+  awaitable<void> dispatch() {
+    std::vector<bool> tried(context_.registry.size(), false);
+    std::string last_error;
+    bool attempted = false;
+    while (true) {
+      const auto child = context_.registry.pick(tried);
+      if (!child) break;
+      tried[*child] = true;
+      attempted = true;
+      context_.registry.begin_request(*child);
+      std::string error;
+      const Attempt outcome = co_await attempt(*child, error);
+      context_.registry.end_request(*child, outcome == Attempt::done && result_.status != 0);
+      if (outcome == Attempt::done) co_return;
+      const Child& failed = context_.registry.at(*child);
+      spdlog::warn("child {} failed a forwarded request ({}); {}", failed.name, error, "trying the next ready child");
+      context_.registry.report_forward_failure(*child, error, Clock::now());
+      last_error = failed.name + ": " + error;
+      if (watch_->client_gone) co_return;
+    }
+    if (!attempted) {
+      co_await fail_before_commit(503, "No healthy child proxies available.", "service_unavailable",
+                                  "no_healthy_children");
+    } else {
+      co_await fail_before_commit(502, "Every ready child failed this request; last: " + last_error, "upstream_error",
+                                  "all_children_failed");
+    }
+  }
+
+  // One child: connect (or reuse), send, read the head, relay. A pooled
+  // connection that fails before any answer is retried once on a fresh one.
+  awaitable<Attempt> attempt(std::size_t child, std::string& error) {
+    const int port = context_.registry.at(child).ports.api;
+    upstream_request_.set(http::field::host, "127.0.0.1:" + std::to_string(port));
+    for (int connection_try = 0; connection_try < 2; ++connection_try) {
+      std::optional<beast::tcp_stream> upstream = context_.pool.take(child);
+      const bool pooled = upstream.has_value();
+      error_code ec;
+      if (!upstream) {
+        auto fresh = co_await connect_to_child(port, to_duration(config_.connect_timeout), ec);
+        if (!fresh) {
+          error = ec == beast::error::timeout ? std::string("connect timed out") : "connect: " + ec.message();
+          co_return Attempt::try_next;
+        }
+        upstream.emplace(std::move(*fresh));
+      }
+      upstream->expires_after(to_duration(config_.connect_timeout + 25));
+      co_await http::async_write(*upstream, upstream_request_, use_awaitable_ec(ec));
+      upstream->expires_never();
+      if (ec) {
+        error = "send: " + ec.message();
+        if (pooled) continue;
+        co_return Attempt::try_next;
+      }
+      beast::flat_buffer buffer;
+      http::response_parser<http::buffer_body> parser;
+      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+      parser.header_limit(64 * 1024);
+      const ReadStatus status = co_await watched_read(
+          *upstream,
+          [&](error_code& read_ec) {
+            return http::async_read_header(*upstream, buffer, parser, use_awaitable_ec(read_ec));
+          },
+          ec);
+      if (status == ReadStatus::ok) {
+        co_return co_await relay_response(child, *upstream, buffer, parser, error);
+      }
+      if (status == ReadStatus::upstream_error) {
+        error = "no answer: " + ec.message();
+        if (pooled && buffer.size() == 0 && !committed_) continue;
+        if (!committed_) co_return Attempt::try_next;
+        co_await abort_stream("child " + context_.registry.at(child).name + " failed before answering");
+        co_return Attempt::done;
+      }
+      co_await end_without_answer(child, status);
+      co_return Attempt::done;
+    }
+    co_return Attempt::try_next;
+  }
+
+  awaitable<Attempt> relay_response(std::size_t child, beast::tcp_stream& upstream, beast::flat_buffer& buffer,
+                                    http::response_parser<http::buffer_body>& parser, std::string& error) {
+    auto& response = parser.get();
+    const unsigned status = response.result_int();
+    const Child& chosen = context_.registry.at(child);
+    result_.child = chosen.name;
+    if (is_retryable_status(status) && !committed_) {
+      error = "answered " + std::to_string(status);
+      co_return Attempt::try_next;
+    }
+    const bool event_stream = is_event_stream(response[http::field::content_type]);
+    if (event_stream && !stream_mode_) {
+      stream_mode_ = true;
+      total_deadline_ = kNever;
+    }
+    if (committed_) {
+      // Heartbeats already went out as an SSE stream: only an SSE answer fits it.
+      if (status != 200 || !event_stream) {
+        co_await abort_stream("child " + chosen.name + " answered " + std::to_string(status));
+        co_return Attempt::done;
+      }
+    } else if (!co_await write_head(response)) {
+      co_return Attempt::done;
+    }
+
+    std::array<char, kRelayBufferBytes> chunk{};
+    bool upstream_clean = true;
+    while (!parser.is_done()) {
+      response.body().data = chunk.data();
+      response.body().size = chunk.size();
+      error_code ec;
+      const ReadStatus read = co_await watched_read(
+          upstream,
+          [&](error_code& read_ec) {
+            return http::async_read_some(upstream, buffer, parser, use_awaitable_ec(read_ec));
+          },
+          ec);
+      const std::size_t received = chunk.size() - response.body().size;
+      if (received > 0) {
+        note_upstream_bytes({chunk.data(), received});
+        if (!co_await write_body(net::const_buffer(chunk.data(), received))) {
+          upstream_clean = false;
+          break;
+        }
+      }
+      if (read == ReadStatus::ok) continue;
+      upstream_clean = false;
+      if (read == ReadStatus::client_gone) {
+        client_left(child);
+        break;
+      }
+      const std::string why =
+          read == ReadStatus::upstream_error ? "child " + chosen.name + " broke off: " + ec.message()
+          : read == ReadStatus::idle_timeout ? "child " + chosen.name + " was silent for " +
+                                                   std::to_string(static_cast<int>(config_.stream_idle_timeout)) + " s"
+                                             : "child " + chosen.name + " exceeded the request timeout";
+      spdlog::warn("{}", why);
+      if (read == ReadStatus::upstream_error) context_.registry.report_forward_failure(child, why, Clock::now());
+      if (req_id_) co_spawn_cancel(child);
+      co_await abort_stream(why);
+      break;
+    }
+    if (upstream_clean && co_await finish_body()) {
+      result_.client_reusable = client_keep_alive_;
+      if (parser.keep_alive()) context_.pool.give_back(child, std::move(upstream));
+    }
+    co_return Attempt::done;
+  }
+
+  // A read from the child that wakes for heartbeats and deadlines, and ends
+  // at once when the client goes away.
+  template <class StartRead>
+  awaitable<ReadStatus> watched_read(beast::tcp_stream& upstream, StartRead start_read, error_code& ec) {
+    while (true) {
+      const auto now = Clock::now();
+      if (now >= total_deadline_) co_return ReadStatus::total_timeout;
+      if (now >= idle_deadline_) co_return ReadStatus::idle_timeout;
+      if (watch_->client_gone) co_return ReadStatus::client_gone;
+      auto wake = std::min(total_deadline_, idle_deadline_);
+      if (heartbeats_apply()) wake = std::min(wake, heartbeat_due_);
+
+      watch_->upstream = &upstream;
+      watch_->tick = false;
+      const unsigned generation = ++watch_->generation;
+      if (wake != kNever) {
+        timer_.expires_at(wake);
+        timer_.async_wait([watch = watch_, generation](error_code timer_ec) {
+          if (timer_ec || watch->generation != generation || watch->upstream == nullptr) return;
+          watch->tick = true;
+          error_code ignored;
+          watch->upstream->socket().cancel(ignored);
+        });
+      }
+      ec = {};
+      co_await start_read(ec);
+      ++watch_->generation;
+      watch_->upstream = nullptr;
+      timer_.cancel();
+
+      if (watch_->client_gone) co_return ReadStatus::client_gone;
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec == net::error::operation_aborted && watch_->tick) {
+        if (heartbeats_apply() && Clock::now() >= heartbeat_due_ && !co_await send_heartbeat()) {
+          co_return ReadStatus::client_gone;
+        }
+        continue;
+      }
+      co_return ec ? ReadStatus::upstream_error : ReadStatus::ok;
+    }
+  }
+
+  Clock::duration heartbeat_period() const {
+    return config_.sse_heartbeat > 0 ? to_duration(config_.sse_heartbeat) : Clock::duration::max() / 2;
+  }
+  bool heartbeats_apply() const { return config_.sse_heartbeat > 0 && (stream_requested_ || sse_to_client_); }
+
+  void note_upstream_bytes(std::string_view bytes) {
+    const auto now = Clock::now();
+    heartbeat_due_ = now + heartbeat_period();
+    if (stream_mode_) idle_deadline_ = now + to_duration(config_.stream_idle_timeout);
+    if (!req_id_ && sse_to_client_ && scanned_.size() < kReqIdScanBytes) {
+      scanned_.append(bytes.substr(0, kReqIdScanBytes - scanned_.size()));
+      req_id_ = extract_req_id(scanned_);
+      if (req_id_) scanned_.clear();
+    }
+  }
+
+  awaitable<bool> send_heartbeat() {
+    heartbeat_due_ = Clock::now() + heartbeat_period();
+    if (!committed_) {
+      // The child has not answered yet: commit to an SSE answer so the
+      // client (and any load balancer in between) sees the connection alive.
+      http::response<http::empty_body> head{http::status::ok, request_.version()};
+      head.set(http::field::content_type, "text/event-stream");
+      head.set(http::field::cache_control, "no-cache");
+      if (!co_await write_head(head)) co_return false;
+    }
+    co_return co_await write_body(net::buffer(kHeartbeat.data(), kHeartbeat.size()));
+  }
+
+  template <class Header>
+  awaitable<bool> write_head(const Header& upstream_head) {
+    http::response<http::empty_body> head{upstream_head.result(), request_.version()};
+    const std::string_view connection = upstream_head[http::field::connection];
+    for (const auto& field : upstream_head) {
+      const std::string_view name = field.name_string();
+      if (is_hop_by_hop(name) || iequals(name, "content-length") || connection_lists(connection, name)) continue;
+      head.insert(name, field.value());
+    }
+    head.set(http::field::server, "coordinator");
+    const auto length = content_length_of(upstream_head);
+    if (length) {
+      head.content_length(*length);
+      framing_ = Framing::length;
+    } else if (client_chunked_ok_) {
+      head.chunked(true);
+      framing_ = Framing::chunked;
+    } else {
+      framing_ = Framing::close;
+      client_keep_alive_ = false;
+    }
+    head.keep_alive(client_keep_alive_);
+    sse_to_client_ = is_event_stream(head[http::field::content_type]);
+    if (sse_to_client_) head.set(http::field::cache_control, "no-cache");
+    result_.status = head.result_int();
+    committed_ = true;
+    http::response_serializer<http::empty_body> serializer{head};
+    error_code ec;
+    client_.expires_after(to_duration(config_.client_send_timeout));
+    co_await http::async_write_header(client_, serializer, use_awaitable_ec(ec));
+    if (ec) return_client_gone();
+    co_return !ec;
+  }
+
+  static std::optional<std::uint64_t> content_length_of(const http::response<http::empty_body>&) {
+    return std::nullopt;  // our own heartbeat head: unknown length
+  }
+  static std::optional<std::uint64_t> content_length_of(const http::response<http::buffer_body>& head) {
+    if (head.chunked()) return std::nullopt;
+    const auto status = head.result_int();
+    if (status == 204 || status == 304 || (status >= 100 && status < 200)) return 0;
+    const std::string_view value = head[http::field::content_length];
+    if (value.empty()) return std::nullopt;
+    std::uint64_t length = 0;
+    for (char c : value) {
+      if (c < '0' || c > '9') return std::nullopt;
+      length = length * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return length;
+  }
+
+  awaitable<bool> write_body(net::const_buffer data) {
+    if (data.size() == 0) co_return true;
+    error_code ec;
+    client_.expires_after(to_duration(config_.client_send_timeout));
+    if (framing_ == Framing::chunked) {
+      co_await net::async_write(client_, http::make_chunk(data), use_awaitable_ec(ec));
+    } else {
+      co_await net::async_write(client_, data, use_awaitable_ec(ec));
+    }
+    if (ec) {
+      return_client_gone();
+      co_return false;
+    }
+    result_.bytes_sent += data.size();
+    co_return true;
+  }
+
+  awaitable<bool> finish_body() {
+    if (framing_ != Framing::chunked) co_return true;
+    error_code ec;
+    client_.expires_after(to_duration(config_.client_send_timeout));
+    co_await net::async_write(client_, http::make_chunk_last(), use_awaitable_ec(ec));
+    if (ec) return_client_gone();
+    co_return !ec;
+  }
+
+  void return_client_gone() {
+    watch_->client_gone = true;
+    client_keep_alive_ = false;
+    result_.client_reusable = false;
+  }
+
+  // The client left: release the child at once and cancel its work.
+  void client_left(std::size_t child) {
+    spdlog::info("client left a request to child {}; closing the upstream{}", context_.registry.at(child).name,
+                 req_id_ ? " and cancelling " + *req_id_ : std::string{});
+    if (req_id_) co_spawn_cancel(child);
+  }
+
+  void co_spawn_cancel(std::size_t child) {
+    const Child& target = context_.registry.at(child);
+    net::co_spawn(client_.get_executor(),
+                  cancel_on_child(target.name, target.ports.api, *req_id_, to_duration(config_.cancel_timeout)),
+                  LogEscapedException{"cancel"});
+  }
+
+  // Ends an answer that has already started: as an SSE error event when the
+  // client is reading a stream, else by closing the connection.
+  awaitable<void> abort_stream(const std::string& why) {
+    client_keep_alive_ = false;
+    if (sse_to_client_ && framing_ != Framing::length) {
+      const std::string events = stream_abort_events(why);
+      if (co_await write_body(net::buffer(events))) co_await finish_body();
+    }
+    result_.client_reusable = false;
+  }
+
+  awaitable<void> end_without_answer(std::size_t child, ReadStatus status) {
+    const Child& chosen = context_.registry.at(child);
+    result_.child = chosen.name;
+    if (status == ReadStatus::client_gone) {
+      client_left(child);
+      co_return;
+    }
+    const std::string why =
+        "child " + chosen.name + " did not answer within " +
+        std::to_string(static_cast<int>(status == ReadStatus::idle_timeout ? config_.stream_idle_timeout
+                                                                           : config_.request_timeout)) +
+        " s";
+    spdlog::warn("{}", why);
+    if (committed_) {
+      co_await abort_stream(why);
+    } else {
+      co_await fail_before_commit(504, why, "timeout", "upstream_timeout");
+    }
+  }
+
+  awaitable<void> fail_before_commit(unsigned status, std::string message, std::string type, std::string code) {
+    if (watch_->client_gone) co_return;
+    result_.status = status;
+    const bool sent = co_await send_error(client_, request_.version(), status, message, type, code, client_keep_alive_,
+                                          to_duration(config_.client_send_timeout));
+    if (!sent) return_client_gone();
+    result_.client_reusable = sent && client_keep_alive_;
+  }
+
+  void build_upstream_request() {
+    upstream_request_ = http::request<http::string_body>{request_.method(), request_.target(), 11};
+    const std::string_view connection = request_[http::field::connection];
+    for (const auto& field : request_) {
+      const std::string_view name = field.name_string();
+      if (is_hop_by_hop(name) || iequals(name, "host") || iequals(name, "content-length") || iequals(name, "expect") ||
+          connection_lists(connection, name)) {
+        continue;
+      }
+      upstream_request_.insert(name, field.value());
+    }
+    error_code ec;
+    const auto peer = client_.socket().remote_endpoint(ec);
+    if (!ec) {
+      const std::string address = peer.address().to_string();
+      const std::string_view earlier = request_["X-Forwarded-For"];
+      upstream_request_.set("X-Forwarded-For", earlier.empty() ? address : std::string(earlier) + ", " + address);
+    }
+    upstream_request_.body() = request_.body();
+    upstream_request_.keep_alive(true);
+    upstream_request_.prepare_payload();
+  }
+
+  enum class Framing { length, chunked, close };
+
+  ForwardContext& context_;
+  const Config& config_;
+  beast::tcp_stream& client_;
+  const http::request<http::string_body>& request_;
+  http::request<http::string_body> upstream_request_;
+  bool stream_mode_;
+  const bool stream_requested_;
+  bool client_keep_alive_;
+  const bool client_chunked_ok_;
+  bool committed_ = false;  // the client has been sent a status line
+  bool sse_to_client_ = false;
+  Framing framing_ = Framing::length;
+  Clock::time_point total_deadline_{};
+  Clock::time_point idle_deadline_{};
+  Clock::time_point heartbeat_due_{};
+  std::optional<std::string> req_id_;
+  std::string scanned_;
+  net::steady_timer timer_;
+  std::shared_ptr<WatchState> watch_;
+  ForwardResult result_;
+};
+
+}  // namespace
+
+awaitable<ForwardResult> forward_request(ForwardContext& context, beast::tcp_stream& client,
+                                         const http::request<http::string_body>& request, bool stream_requested,
+                                         bool client_keep_alive) {
+  Relay relay(context, client, request, stream_requested, client_keep_alive);
+  ForwardResult result = co_await relay.run();
+  co_return result;
+}
+
+}  // namespace coordinator

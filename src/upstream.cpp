@@ -1,0 +1,112 @@
+#include "coordinator/upstream.hpp"
+
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+namespace coordinator {
+
+void LogEscapedException::operator()(std::exception_ptr error) const {
+  if (!error) return;
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    spdlog::error("{}: unexpected exception: {}", what, e.what());
+  } catch (...) {
+    spdlog::error("{}: unexpected non-standard exception", what);
+  }
+}
+
+void set_no_delay(tcp::socket& socket) {
+  error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+}
+
+awaitable<std::optional<beast::tcp_stream>> connect_to_child(int port, Clock::duration timeout, error_code& ec) {
+  beast::tcp_stream stream(co_await net::this_coro::executor);
+  const tcp::endpoint endpoint(net::ip::address_v4::loopback(), static_cast<unsigned short>(port));
+  stream.expires_after(timeout);
+  co_await stream.async_connect(endpoint, use_awaitable_ec(ec));
+  if (ec) co_return std::nullopt;
+  stream.expires_never();
+  set_no_delay(stream.socket());
+  co_return std::optional<beast::tcp_stream>(std::move(stream));
+}
+
+UpstreamPool::UpstreamPool(std::size_t children, std::size_t max_idle_per_child, Clock::duration max_idle_age)
+    : idle_(children), max_idle_per_child_(max_idle_per_child), max_idle_age_(max_idle_age) {}
+
+namespace {
+// An idle connection the child has closed reads as EOF (or an error) at once.
+bool still_open(beast::tcp_stream& stream) {
+  char byte = 0;
+  const auto received = ::recv(stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+}  // namespace
+
+std::optional<beast::tcp_stream> UpstreamPool::take(std::size_t child) {
+  auto& idle = idle_.at(child);
+  const auto now = Clock::now();
+  while (!idle.empty()) {
+    Idle entry = std::move(idle.back());
+    idle.pop_back();
+    // Children close idle keep-alive connections themselves after a few seconds.
+    if (now - entry.since > max_idle_age_ || !still_open(entry.stream)) continue;
+    return std::optional<beast::tcp_stream>(std::move(entry.stream));
+  }
+  return std::nullopt;
+}
+
+void UpstreamPool::give_back(std::size_t child, beast::tcp_stream stream) {
+  auto& idle = idle_.at(child);
+  if (idle.size() >= max_idle_per_child_) idle.pop_front();
+  stream.expires_never();
+  idle.push_back({std::move(stream), Clock::now()});
+}
+
+void UpstreamPool::clear(std::size_t child) {
+  idle_.at(child).clear();
+}
+
+void UpstreamPool::clear_all() {
+  for (auto& idle : idle_) idle.clear();
+}
+
+awaitable<std::optional<SimpleResponse>> simple_request(int port, http::verb method, std::string target,
+                                                        std::string body, Clock::duration timeout, std::string& error) {
+  const auto deadline = Clock::now() + timeout;
+  error_code ec;
+  auto stream = co_await connect_to_child(port, timeout, ec);
+  if (!stream) {
+    error = "connect: " + ec.message();
+    co_return std::nullopt;
+  }
+  http::request<http::string_body> request{method, target, 11};
+  request.set(http::field::host, "127.0.0.1:" + std::to_string(port));
+  request.set(http::field::user_agent, "coordinator");
+  if (method == http::verb::post) {
+    request.set(http::field::content_type, "application/json");
+    request.body() = std::move(body);
+  }
+  request.keep_alive(false);
+  request.prepare_payload();
+  stream->expires_at(deadline);
+  co_await http::async_write(*stream, request, use_awaitable_ec(ec));
+  if (ec) {
+    error = "send: " + ec.message();
+    co_return std::nullopt;
+  }
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(1024 * 1024);
+  co_await http::async_read(*stream, buffer, parser, use_awaitable_ec(ec));
+  if (ec) {
+    error = ec == beast::error::timeout ? std::string("timed out") : "read: " + ec.message();
+    co_return std::nullopt;
+  }
+  stream->socket().shutdown(tcp::socket::shutdown_both, ec);
+  co_return SimpleResponse{parser.get().result_int(), std::move(parser.get().body())};
+}
+
+}  // namespace coordinator

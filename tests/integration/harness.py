@@ -1,0 +1,908 @@
+"""Shared helpers for black-box integration tests of the ``coordinator`` binary.
+
+Python 3 standard library only.  All traffic goes to 127.0.0.1.
+
+Typical use::
+
+    from harness import Coordinator
+
+    with Coordinator({"alpha": {}, "beta": {"chat_delay": 0.1}}) as c:
+        r = c.chat("hi")                      # POST /v1/chat/completions through the coordinator
+        assert r.status == 200
+        assert r.headers.get("x-fake-child") in ("alpha", "beta")
+        print(c.events("alpha", "request"))   # what the fake child saw
+    # on exit: SIGTERM (then SIGKILL); then every child/grandchild pid recorded in the
+    # state dir, and every process carrying this run's unique FAKE_CHILD_STATE_DIR in
+    # its environment, still alive after a grace is SIGKILLed and reported as an
+    # AssertionError.
+
+Environment:
+
+* ``COORDINATOR_BIN``  path of the binary (default ``<repo>/build/coordinator``)
+* ``FAKE_CHILD``       path of the fake launcher (default
+  ``<repo>/tests/fixtures/fake_child/launch_camoufox.py``)
+* ``COORDINATOR_TEST_KEEP=1`` keep every temp dir (by default a temp dir is kept, and its path
+  printed to stderr, only when the ``with`` block raised).
+
+The fake child is described in ``docs/fake-child-contract.md``: its ``"_fake"`` options are
+what the ``profiles`` dict of :class:`Coordinator` maps each profile name to.
+"""
+
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COORDINATOR_BIN = os.environ.get("COORDINATOR_BIN", str(REPO_ROOT / "build" / "coordinator"))
+FAKE_CHILD = os.environ.get(
+    "FAKE_CHILD", str(REPO_ROOT / "tests" / "fixtures" / "fake_child" / "launch_camoufox.py"))
+HOST = "127.0.0.1"
+GRANDCHILD_MARKER = "time.sleep(10**9)"
+
+__all__ = [
+    "REPO_ROOT", "COORDINATOR_BIN", "FAKE_CHILD", "HOST",
+    "binary_available", "pid_alive", "wait_until", "port_is_free", "free_port", "free_port_base",
+    "hold_port", "Response", "http_request", "get", "post_json", "RawConnection", "raw_exchange",
+    "storage_state", "ready_names", "served_by", "Coordinator",
+]
+
+
+def binary_available():
+    """True if COORDINATOR_BIN exists and is executable."""
+    return os.path.isfile(COORDINATOR_BIN) and os.access(COORDINATOR_BIN, os.X_OK)
+
+
+# ---------------------------------------------------------------------------
+# processes and waiting
+
+def pid_alive(pid):
+    """True if process `pid` exists and is not a zombie (state Z/X counts as dead)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except OSError:
+        return True
+    state = stat[stat.rfind(")") + 2:][:1]
+    return state not in ("Z", "X", "x")
+
+
+def pid_cmdline(pid):
+    """The command line of `pid` as one space-joined string ('' if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def wait_until(pred, timeout, interval=0.05):
+    """Call `pred()` until it returns a truthy value or `timeout` seconds pass.
+
+    Returns that truthy value, or the last (falsy) value on timeout.  Exceptions from
+    `pred` are treated as falsy (the last one is re-raised only if it never succeeded
+    and every call raised).
+    """
+    deadline = time.monotonic() + timeout
+    last, last_exc, ok_once = None, None, False
+    while True:
+        try:
+            last = pred()
+            ok_once = True
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last_exc = e
+        if time.monotonic() >= deadline:
+            if not ok_once and last_exc is not None:
+                raise last_exc
+            return last
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# ports
+
+_reserved_ports = set()
+_port_lock = threading.Lock()
+
+
+def port_is_free(port, host=HOST):
+    """True if `port` can be bound on `host` right now (no SO_REUSEADDR: strict)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _candidate_range():
+    lo, hi = 20000, 60000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            eph_lo, eph_hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return lo, hi
+    # Prefer the part of 20000-60000 below the ephemeral range (fewer collisions with
+    # outgoing connections), if there is room.
+    if eph_lo - lo >= 5000:
+        return lo, min(hi, eph_lo)
+    return lo, hi
+
+
+def free_port_base(n, step=1, exclude=()):
+    """A base port such that every port in [base, base + n*step) is free.
+
+    Ports are drawn at random in 20000-60000 (below the ephemeral range when
+    possible), verified by binding, and remembered so that later calls in this
+    process never return an overlapping block.
+    """
+    n, step = max(1, int(n)), max(1, int(step))
+    span = n * step
+    lo, hi = _candidate_range()
+    exclude = set(exclude)
+    with _port_lock:
+        for _ in range(500):
+            base = random.randrange(lo, hi - span)
+            block = range(base, base + span)
+            if any(p in _reserved_ports or p in exclude for p in block):
+                continue
+            if all(port_is_free(p) for p in block):
+                _reserved_ports.update(block)
+                return base
+    raise RuntimeError(f"no free block of {span} ports found")
+
+
+def free_port(exclude=()):
+    """One free port on 127.0.0.1 (see :func:`free_port_base`)."""
+    return free_port_base(1, 1, exclude)
+
+
+def hold_port(port, host=HOST):
+    """Bind and listen on `port`; returns the socket (close it to release)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, port))
+    s.listen(16)
+    return s
+
+
+# ---------------------------------------------------------------------------
+# HTTP
+
+class Response:
+    """An HTTP response: `status`, `reason`, `headers` (dict, lower-case names), `body` bytes."""
+
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        """The body parsed as JSON (raises ValueError if it is not JSON)."""
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        body = self.body if len(self.body) < 300 else self.body[:300] + b"..."
+        return f"<Response {self.status} {self.reason} {body!r}>"
+
+
+def _headers_dict(items):
+    out = {}
+    for k, v in items:
+        k = k.lower()
+        out[k] = v if k not in out else out[k] + ", " + v
+    return out
+
+
+def http_request(port, method, path, body=None, headers=None, timeout=10.0, host=HOST):
+    """One request on a fresh http.client connection; returns a :class:`Response`.
+
+    `body` may be bytes, str, or any other object (sent as JSON with
+    Content-Type application/json).  The whole body is read.
+    """
+    headers = dict(headers or {})
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    elif isinstance(body, str):
+        body = body.encode()
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        return Response(r.status, r.reason, _headers_dict(r.getheaders()), data)
+    finally:
+        conn.close()
+
+
+def get(port, path, **kw):
+    """GET `path` on 127.0.0.1:`port` (keyword args as :func:`http_request`)."""
+    return http_request(port, "GET", path, **kw)
+
+
+def post_json(port, path, obj, **kw):
+    """POST `obj` as JSON to `path` on 127.0.0.1:`port`."""
+    return http_request(port, "POST", path, body=obj, **kw)
+
+
+class RawConnection:
+    """A raw TCP connection for hand-made requests (malformed input, keep-alive checks).
+
+    ``send(bytes)`` writes as-is; ``read_response()`` parses one HTTP/1.1 response
+    (Content-Length, chunked, or read-until-close); ``request(...)`` builds a simple
+    request with Host and Content-Length and reads its response.  Usable as a
+    context manager.
+    """
+
+    def __init__(self, port, timeout=10.0, host=HOST):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.port = port
+        self.buf = b""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("connection closed by peer")
+        self.buf += data
+
+    def _read_line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_response(self, method="GET"):
+        """Read one response; raises EOFError if the peer closed before a full one."""
+        status_line = self._read_line().decode("latin-1")
+        parts = status_line.split(" ", 2)
+        status = int(parts[1])
+        reason = parts[2] if len(parts) > 2 else ""
+        items = []
+        while True:
+            line = self._read_line()
+            if not line:
+                break
+            k, _, v = line.decode("latin-1").partition(":")
+            items.append((k.strip(), v.strip()))
+        headers = _headers_dict(items)
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self._read_line().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self._read_line():
+                        pass
+                    break
+                chunks.append(self._read_exact(size))
+                self._read_exact(2)
+            body = b"".join(chunks)
+        elif "content-length" in headers:
+            body = self._read_exact(int(headers["content-length"]))
+        else:
+            try:
+                while True:
+                    self._fill()
+            except EOFError:
+                pass
+            body, self.buf = self.buf, b""
+        return Response(status, reason, headers, body)
+
+    def request(self, method, path, body=b"", headers=None):
+        """Send a simple request (Host, Content-Length added) and read its response."""
+        if isinstance(body, str):
+            body = body.encode()
+        hdrs = {"Host": f"{HOST}:{self.port}"}
+        if body or method in ("POST", "PUT"):
+            hdrs["Content-Length"] = str(len(body))
+        hdrs.update(headers or {})
+        head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
+        self.send(head.encode("latin-1") + b"\r\n" + body)
+        return self.read_response(method)
+
+    def peer_closed(self, timeout=0.3):
+        """True if the peer closed the connection within `timeout` seconds."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(1, socket.MSG_PEEK)
+            return data == b""
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+
+
+def raw_exchange(port, data, timeout=5.0, host=HOST):
+    """Send raw bytes, then read until the peer closes or `timeout` passes; returns bytes."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+# ---------------------------------------------------------------------------
+# profiles and the coordinator
+
+def storage_state(cookie_value, fake=None):
+    """A Playwright storage-state dict holding `cookie_value` (and `_fake` if given)."""
+    state = {
+        "cookies": [{
+            "name": "__Secure-1PSID", "value": cookie_value, "domain": ".google.com",
+            "path": "/", "expires": -1, "httpOnly": True, "secure": True, "sameSite": "None",
+        }],
+        "origins": [{
+            "origin": "https://aistudio.google.com",
+            "localStorage": [{"name": "session-token", "value": cookie_value + "-ls"}],
+        }],
+    }
+    if fake is not None:
+        state["_fake"] = fake
+    return state
+
+
+def ready_names(body):
+    """Names in a /ready or /health body's ``ready_children`` (strings or {"name":..})."""
+    return _names(body.get("ready_children", []))
+
+
+def _names(items):
+    out = []
+    for item in items or []:
+        if isinstance(item, dict):
+            out.append(item.get("name"))
+        else:
+            out.append(item)
+    return out
+
+
+# Environment variables the coordinator may read as flag defaults: never inherited.
+_COORDINATOR_ENV = {
+    "BASE_API_PORT", "BASE_STREAM_PORT", "BASE_CAMOUFOX_PORT", "PORT_STEP", "LOG_DIR",
+    "HEADLESS", "NO_HEADLESS", "SHUTDOWN_GRACE", "READY_TIMEOUT", "HEALTH_INTERVAL",
+    "CONNECT_TIMEOUT", "REQUEST_TIMEOUT", "MAX_BODY", "STREAM_IDLE_TIMEOUT", "SSE_HEARTBEAT",
+}
+
+_NOT_READY_KEYS = ("never_ready", "crash_on_start", "health_hang", "orphan_grandchild")
+
+
+class Coordinator:
+    """Run the coordinator binary over fake children in a private temp dir.
+
+    Parameters
+    ----------
+    profiles : dict
+        name -> ``_fake`` options (dict, or None for none) written as
+        ``profiles/NAME.json`` in storage-state shape with a unique secret cookie
+        (``secret-cookie-<uuid>``, listed in ``self.secrets``); a ``str``/``bytes``
+        value is written verbatim (e.g. invalid JSON).
+    extra_args : sequence of str
+        appended to the command line.
+    wait_ready : int or None
+        wait (bounded by `ready_wait`) for GET /ready 200 with at least this many
+        ready children.  Default: the number of dict profiles without never_ready,
+        crash_on_start, health_hang or orphan_grandchild.  0 or None: do not wait.
+    port_step : int
+        passed as ``--port-step``; port bases are chosen so that every child port is free.
+    health_interval, ready_timeout : float
+        ``--health-interval`` and ``--ready-timeout`` values.
+    profiles_dir : str or None
+        use this path for ``--profiles`` instead of the temp profiles dir (e.g. missing).
+    env : dict or None
+        extra environment for the coordinator (FAKE_CHILD_STATE_DIR is always set;
+        inherited ``COORDINATOR_*`` variables are removed).
+    args_override : list or None
+        if given, the complete argv after the binary (no defaults are added).
+    stop_timeout : float
+        bound on waiting for exit after SIGTERM in ``__exit__``/``stop``.
+    leak_grace : float
+        after the coordinator exits, how long recorded pids may take to die before
+        they are counted as leaked.
+    check_leaks : bool
+        raise AssertionError from ``__exit__`` when processes were leaked: recorded
+        child/grandchild pids still alive, or any process carrying this run's
+        FAKE_CHILD_STATE_DIR in its environment (see :meth:`tagged_pids`).
+
+    Attributes: ``dir``, ``profiles_dir``, ``log_dir``, ``state_dir``, ``stdout_path``,
+    ``stderr_path``, ``port``, ``api_base``, ``stream_base``, ``camoufox_base``,
+    ``port_step``, ``names`` (sorted profile names), ``profile_paths`` (name -> abs path),
+    ``secrets`` (name -> [secret strings]), ``proc``, ``argv``, ``leaked`` ((pid,
+    description) pairs killed by the harness at exit).
+    """
+
+    def __init__(self, profiles, extra_args=(), wait_ready="auto", ready_wait=20.0,
+                 port_step=1, health_interval=0.2, ready_timeout=10, profiles_dir=None,
+                 env=None, args_override=None, stop_timeout=20.0, leak_grace=5.0,
+                 check_leaks=True, launcher=None, python=None):
+        self.profiles = dict(profiles)
+        self.extra_args = list(extra_args)
+        if wait_ready == "auto":
+            wait_ready = sum(1 for v in self.profiles.values()
+                             if (v is None or isinstance(v, dict))
+                             and not any((v or {}).get(k) for k in _NOT_READY_KEYS))
+        self.wait_ready_count = wait_ready
+        self.ready_wait = ready_wait
+        self.port_step = port_step
+        self.health_interval = health_interval
+        self.ready_timeout = ready_timeout
+        self.profiles_dir_override = profiles_dir
+        self.env_extra = dict(env or {})
+        self.args_override = args_override
+        self.stop_timeout = stop_timeout
+        self.leak_grace = leak_grace
+        self.check_leaks = check_leaks
+        self.launcher = os.path.abspath(launcher or FAKE_CHILD)
+        self.python = python or sys.executable
+        self.proc = None
+        self.leaked = []
+        self.names = sorted(self.profiles)
+        self.secrets = {}
+        self.profile_paths = {}
+        self._out_files = []
+
+        self.dir = tempfile.mkdtemp(prefix="coord-test-")
+        self.profiles_dir = os.path.join(self.dir, "profiles")
+        self.log_dir = os.path.join(self.dir, "logs")
+        self.state_dir = os.path.join(self.dir, "state")
+        self.stdout_path = os.path.join(self.dir, "coordinator.stdout")
+        self.stderr_path = os.path.join(self.dir, "coordinator.stderr")
+        for d in (self.profiles_dir, self.log_dir, self.state_dir):
+            os.makedirs(d)
+        for name, value in self.profiles.items():
+            path = os.path.join(self.profiles_dir, name + ".json")
+            self.profile_paths[name] = path
+            if isinstance(value, (str, bytes)):
+                with open(path, "wb") as f:
+                    f.write(value.encode() if isinstance(value, str) else value)
+                continue
+            secret = f"secret-cookie-{uuid.uuid4().hex}"
+            self.secrets[name] = [secret, secret + "-ls"]
+            with open(path, "w") as f:
+                json.dump(storage_state(secret, value), f, indent=2)
+
+        n = max(1, len(self.profiles))
+        self.port = free_port()
+        self.api_base = free_port_base(n, port_step)
+        self.stream_base = free_port_base(n, port_step)
+        self.camoufox_base = free_port_base(n, port_step)
+
+    # -- ports -------------------------------------------------------------------
+    def index(self, name):
+        """0-based index of profile `name` (profiles sorted by name)."""
+        return self.names.index(name)
+
+    def api_port(self, name_or_index):
+        """The API port the coordinator should give a child (by name or index)."""
+        i = name_or_index if isinstance(name_or_index, int) else self.index(name_or_index)
+        return self.api_base + i * self.port_step
+
+    def stream_port(self, name_or_index):
+        i = name_or_index if isinstance(name_or_index, int) else self.index(name_or_index)
+        return self.stream_base + i * self.port_step
+
+    def camoufox_port(self, name_or_index):
+        i = name_or_index if isinstance(name_or_index, int) else self.index(name_or_index)
+        return self.camoufox_base + i * self.port_step
+
+    # -- lifecycle -----------------------------------------------------------------
+    def build_argv(self):
+        """The full argv (binary first) used to start the coordinator."""
+        if self.args_override is not None:
+            return [COORDINATOR_BIN] + list(self.args_override)
+        return [
+            COORDINATOR_BIN,
+            "--profiles", self.profiles_dir_override or self.profiles_dir,
+            "--launcher", self.launcher,
+            "--python", self.python,
+            "--coordinator-host", HOST,
+            "--coordinator-port", str(self.port),
+            "--base-api-port", str(self.api_base),
+            "--base-stream-port", str(self.stream_base),
+            "--base-camoufox-port", str(self.camoufox_base),
+            "--port-step", str(self.port_step),
+            "--log-dir", self.log_dir,
+            "--health-interval", str(self.health_interval),
+            "--ready-timeout", str(self.ready_timeout),
+        ] + self.extra_args
+
+    def start(self):
+        """Start the binary (stdout/stderr to files, own session); returns self."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("COORDINATOR_") and k not in _COORDINATOR_ENV}
+        env["FAKE_CHILD_STATE_DIR"] = self.state_dir
+        env.update(self.env_extra)
+        self.argv = self.build_argv()
+        out = open(self.stdout_path, "wb")
+        err = open(self.stderr_path, "wb")
+        self._out_files = [out, err]
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                     env=env, cwd=self.dir, start_new_session=True)
+        return self
+
+    def __enter__(self):
+        try:
+            self.start()
+            if self.wait_ready_count:
+                self.wait_ready(self.wait_ready_count, self.ready_wait)
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def running(self):
+        """True while the coordinator process has not exited."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, n, timeout=20.0):
+        """Wait until GET /ready is 200 with >= n ready children; returns the body.
+
+        Raises AssertionError (with the coordinator's output) on timeout or if the
+        coordinator exits.
+        """
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise AssertionError(
+                    f"coordinator exited (rc={self.proc.returncode}) before {n} children were "
+                    f"ready\n{self.output_tail()}")
+            try:
+                r = self.get("/ready", timeout=2)
+                last = r
+                if r.status == 200:
+                    body = r.json()
+                    if len(ready_names(body)) >= n:
+                        return body
+            except (OSError, http.client.HTTPException, ValueError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"not {n} ready children after {timeout}s; last /ready: {last!r}\n"
+                             f"{self.output_tail()}")
+
+    def wait_exit(self, timeout):
+        """Wait (bounded) for the coordinator to exit; returns its return code or None."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def signal(self, sig):
+        """Send `sig` to the coordinator process (only it, not its group)."""
+        if self.running():
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout=None):
+        """SIGTERM, wait up to `timeout` (default stop_timeout), then SIGKILL; returns rc."""
+        if self.proc is None:
+            return None
+        if self.running():
+            self.proc.send_signal(signal.SIGTERM)
+            rc = self.wait_exit(self.stop_timeout if timeout is None else timeout)
+            if rc is None:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+    def __exit__(self, exc_type, exc, tb):
+        problem = None
+        try:
+            if self.proc is not None and self.running():
+                self.stop()
+            if self.proc is not None:
+                self.proc.wait(timeout=10)
+            wait_until(lambda: not self.leftover_pids(), self.leak_grace)
+            for pid in self.leftover_pids():
+                desc = self.describe_pid(pid)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    continue
+                self.leaked.append((pid, desc))
+            if self.leaked:
+                problem = (f"processes still alive {self.leak_grace}s after the coordinator "
+                           f"exited (killed by the harness): "
+                           + ", ".join(f"{p} [{d}]" for p, d in self.leaked))
+        finally:
+            for f in self._out_files:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+            failed = exc_type is not None or (problem and self.check_leaks)
+            if os.environ.get("COORDINATOR_TEST_KEEP") == "1" or failed:
+                print(f"[harness] kept {self.dir}", file=sys.stderr)
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
+        if problem and self.check_leaks and exc_type is None:
+            raise AssertionError(problem)
+        return False
+
+    # -- process bookkeeping ---------------------------------------------------------
+    def _is_ours(self, pid):
+        cmd = pid_cmdline(pid)
+        return self.launcher in cmd or GRANDCHILD_MARKER in cmd
+
+    def describe_pid(self, pid):
+        """'child NAME', 'grandchild of NAME', or the command line of `pid`."""
+        for rec in self.start_records():
+            if rec.get("pid") == pid:
+                return f"child {rec.get('name')}"
+            if rec.get("grandchild_pid") == pid:
+                return f"grandchild of {rec.get('name')}"
+        return pid_cmdline(pid)[:120] or "?"
+
+    def tagged_pids(self):
+        """Live processes whose environment holds this run's FAKE_CHILD_STATE_DIR.
+
+        The value is a unique temp path given only to this coordinator, so these are
+        exactly the coordinator and everything it started (children, grandchildren,
+        helper processes), whatever their parent now is.  Zombies are excluded.
+        """
+        needle = b"\0FAKE_CHILD_STATE_DIR=" + os.fsencode(self.state_dir) + b"\0"
+        out = []
+        me = os.getpid()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    env = b"\0" + f.read()
+            except OSError:
+                continue
+            if needle in env and pid_alive(int(entry)):
+                out.append(int(entry))
+        return out
+
+    def leftover_pids(self):
+        """Recorded child/grandchild pids still alive, plus any live tagged process
+        (see :meth:`tagged_pids`), excluding the coordinator while it runs."""
+        pids = {p for p in self.recorded_pids() if pid_alive(p) and self._is_ours(p)}
+        pids.update(self.tagged_pids())
+        if self.running():
+            pids.discard(self.proc.pid)
+        return sorted(pids)
+
+    def recorded_pids(self):
+        """Every child and grandchild pid recorded in the state dir's start files."""
+        return self.child_pids() + self.grandchild_pids()
+
+    def child_pids(self, name=None):
+        """Child pids from the start files (all, or those of profile `name`)."""
+        return [r["pid"] for r in self.start_records(name) if r.get("pid")]
+
+    def grandchild_pids(self, name=None):
+        """Grandchild ("browser") pids from the start files."""
+        return [r["grandchild_pid"] for r in self.start_records(name) if r.get("grandchild_pid")]
+
+    @staticmethod
+    def alive(pids):
+        """The subset of `pids` that is alive (zombies are dead)."""
+        return [p for p in pids if pid_alive(p)]
+
+    def wait_pids_gone(self, pids, timeout):
+        """Wait up to `timeout` for every pid to die; returns those still alive."""
+        pids = list(pids)
+        wait_until(lambda: not self.alive(pids), timeout)
+        return self.alive(pids)
+
+    # -- state dir -------------------------------------------------------------------
+    def start_records(self, name=None):
+        """Parsed ``NAME.start.PID.json`` files (all, or of profile `name`), oldest first."""
+        out = []
+        try:
+            files = os.listdir(self.state_dir)
+        except OSError:
+            return out
+        for fn in files:
+            if not fn.endswith(".json") or ".start." not in fn:
+                continue
+            stem = fn.split(".start.", 1)[0]
+            if name is not None and stem != name:
+                continue
+            try:
+                with open(os.path.join(self.state_dir, fn)) as f:
+                    rec = json.load(f)
+            except (OSError, ValueError):
+                continue
+            rec.setdefault("name", stem)
+            out.append(rec)
+        out.sort(key=lambda r: r.get("t", 0))
+        return out
+
+    def wait_start_records(self, count, timeout=10.0):
+        """Wait until at least `count` start files exist; returns them."""
+        wait_until(lambda: len(self.start_records()) >= count, timeout)
+        return self.start_records()
+
+    def events(self, name, event=None):
+        """Events of profile `name` (list of dicts), optionally only of type `event`."""
+        path = os.path.join(self.state_dir, f"{name}.events.jsonl")
+        out = []
+        try:
+            with open(path) as f:
+                for line in f:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        ev = json.loads(line)
+                    except ValueError:
+                        continue
+                    if event is None or ev.get("event") == event:
+                        out.append(ev)
+        except FileNotFoundError:
+            pass
+        return out
+
+    def all_events(self, event=None):
+        """name -> events, for every profile name."""
+        return {n: self.events(n, event) for n in self.names}
+
+    def requests(self, name, path=None, method=None):
+        """'request' events of profile `name`, filtered by path/method if given."""
+        return [e for e in self.events(name, "request")
+                if (path is None or e.get("path") == path)
+                and (method is None or e.get("method") == method)]
+
+    def chat_requests(self, name):
+        """'request' events for POST /v1/chat/completions seen by child `name`."""
+        return self.requests(name, "/v1/chat/completions", "POST")
+
+    def wait_event(self, pred, timeout=10.0, name=None):
+        """Wait for an event satisfying `pred(event)` (in child `name` or any); returns it."""
+        names = [name] if name else self.names
+
+        def find():
+            for n in names:
+                for ev in self.events(n):
+                    if pred(ev):
+                        ev = dict(ev)
+                        ev.setdefault("name", n)
+                        return ev
+            return None
+        return wait_until(find, timeout)
+
+    # -- logs ------------------------------------------------------------------------
+    def stdout(self):
+        return _read_text(self.stdout_path)
+
+    def stderr(self):
+        return _read_text(self.stderr_path)
+
+    def output(self):
+        """Coordinator stdout + stderr."""
+        return self.stdout() + self.stderr()
+
+    def output_tail(self, n=40):
+        lines = self.output().splitlines()
+        return "--- coordinator output (tail) ---\n" + "\n".join(lines[-n:])
+
+    def child_log_path(self, name):
+        return os.path.join(self.log_dir, f"{name}.log")
+
+    def child_log(self, name):
+        """The coordinator's per-child log `{log_dir}/{name}.log` ('' if missing)."""
+        return _read_text(self.child_log_path(name))
+
+    def all_log_files(self):
+        """Every file the coordinator may have logged to: stdout, stderr, log dir files."""
+        files = [self.stdout_path, self.stderr_path]
+        for root, _, fns in os.walk(self.log_dir):
+            files.extend(os.path.join(root, fn) for fn in fns)
+        return files
+
+    # -- HTTP through the coordinator -----------------------------------------------
+    def request(self, method, path, body=None, headers=None, timeout=10.0):
+        return http_request(self.port, method, path, body=body, headers=headers, timeout=timeout)
+
+    def get(self, path, **kw):
+        return get(self.port, path, **kw)
+
+    def post_json(self, path, obj, **kw):
+        return post_json(self.port, path, obj, **kw)
+
+    def chat(self, content="hello", stream=False, headers=None, timeout=10.0, model="fake-model"):
+        """POST /v1/chat/completions with a minimal body; returns the full Response."""
+        body = {"model": model, "messages": [{"role": "user", "content": content}]}
+        if stream:
+            body["stream"] = True
+        return self.post_json("/v1/chat/completions", body, headers=headers, timeout=timeout)
+
+    def ready(self):
+        """GET /ready -> (status, parsed body or None)."""
+        r = self.get("/ready", timeout=5)
+        try:
+            return r.status, r.json()
+        except ValueError:
+            return r.status, None
+
+    def raw(self, timeout=10.0):
+        """A :class:`RawConnection` to the coordinator."""
+        return RawConnection(self.port, timeout=timeout)
+
+
+def _read_text(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def served_by(response):
+    """Which fake child answered: the X-Fake-Child header, else from the body."""
+    name = response.headers.get("x-fake-child")
+    if name:
+        return name
+    try:
+        body = response.json()
+        content = body["choices"][0]["message"]["content"]
+        if content.startswith("Hello from "):
+            return content[len("Hello from "):]
+    except (ValueError, KeyError, IndexError, TypeError):
+        pass
+    return None
+

@@ -1,0 +1,72 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "coordinator/http_util.hpp"
+
+using namespace coordinator;
+
+TEST(HttpUtil, ErrorBodyHasTheOpenAiShape) {
+  const auto body = nlohmann::json::parse(
+      error_body("No healthy child proxies available.", "service_unavailable", "no_healthy_children"));
+  EXPECT_EQ(body["error"]["message"], "No healthy child proxies available.");
+  EXPECT_EQ(body["error"]["type"], "service_unavailable");
+  EXPECT_EQ(body["error"]["code"], "no_healthy_children");
+}
+
+TEST(HttpUtil, ErrorBodyEscapesItsMessage) {
+  const auto body = nlohmann::json::parse(error_body("quote \" and \n newline", "t", "c"));
+  EXPECT_EQ(body["error"]["message"], "quote \" and \n newline");
+}
+
+TEST(HttpUtil, StreamAbortEndsWithDone) {
+  const std::string events = stream_abort_events("child x broke off");
+  EXPECT_EQ(events.rfind("data: {", 0), 0u);
+  EXPECT_NE(events.find("\"code\":\"child_stream_aborted\""), std::string::npos);
+  EXPECT_NE(events.find("\"type\":\"upstream_error\""), std::string::npos);
+  EXPECT_TRUE(events.ends_with("\n\ndata: [DONE]\n\n"));
+}
+
+TEST(HttpUtil, HopByHopHeaders) {
+  for (const char* name : {"Connection", "keep-alive", "TE", "Transfer-Encoding", "Upgrade", "Proxy-Connection"}) {
+    EXPECT_TRUE(is_hop_by_hop(name)) << name;
+  }
+  for (const char* name : {"Authorization", "X-API-Key", "Content-Type", "Accept"}) {
+    EXPECT_FALSE(is_hop_by_hop(name)) << name;
+  }
+}
+
+TEST(HttpUtil, ConnectionHeaderListsExtraHopByHopFields) {
+  EXPECT_TRUE(connection_lists("keep-alive, X-Secret-Hop", "x-secret-hop"));
+  EXPECT_TRUE(connection_lists("close", "Close"));
+  EXPECT_FALSE(connection_lists("keep-alive", "x-secret"));
+  EXPECT_FALSE(connection_lists("", "x"));
+}
+
+TEST(HttpUtil, ReqIdValidation) {
+  EXPECT_TRUE(is_valid_req_id("abc123"));
+  EXPECT_TRUE(is_valid_req_id("a-b_c"));
+  EXPECT_TRUE(is_valid_req_id(std::string(128, 'a')));
+  EXPECT_FALSE(is_valid_req_id(std::string(129, 'a')));
+  EXPECT_FALSE(is_valid_req_id(""));
+  EXPECT_FALSE(is_valid_req_id("../etc"));
+  EXPECT_FALSE(is_valid_req_id("%2e%2e"));
+  EXPECT_FALSE(is_valid_req_id(std::string("a\0b", 3)));
+  EXPECT_FALSE(is_valid_req_id("a b"));
+}
+
+TEST(HttpUtil, ExtractsReqIdFromChunkId) {
+  EXPECT_EQ(extract_req_id(R"(data: {"id":"chatcmpl-ab12cd3-1700000000-123","object":"chat.completion.chunk"})"),
+            "ab12cd3");
+  EXPECT_EQ(extract_req_id(R"(data: {"id": "chatcmpl-xyz-0"})"), "xyz");
+  EXPECT_EQ(extract_req_id(": keep-alive\n\ndata: {\"id\":\"chatcmpl-q_1-5\"}"), "q_1");
+}
+
+TEST(HttpUtil, ExtractReqIdRefusesOtherShapes) {
+  EXPECT_FALSE(extract_req_id(R"(data: {"id":"chatcmpl-noSuffix"})").has_value());
+  EXPECT_FALSE(extract_req_id(R"(data: {"id":"cmpl-abc-1"})").has_value());
+  EXPECT_FALSE(extract_req_id(R"(data: {"id":"chatcmpl--1"})").has_value());
+  EXPECT_FALSE(extract_req_id(R"(data: {"id":"chatcmpl-../x-1"})").has_value());
+  EXPECT_FALSE(extract_req_id("data: {\"id\":\"chatcmpl-" + std::string(200, 'a') + "-1\"}").has_value());
+  EXPECT_FALSE(extract_req_id("").has_value());
+}
