@@ -16,8 +16,11 @@ for arg in "$@"; do
 done
 
 "$root/scripts/install-deps.sh"
-# The npm `openai` client used by the integration tests, pinned by its lock file.
-(cd "$root/tests/node" && npm ci --no-audit --no-fund --loglevel=error)
+# npm packages the tests use, pinned by their lock files: the `openai` client
+# (integration) and an HCL/YAML parser (deployment checks).
+for dir in tests/node tests/deploy; do
+  (cd "$root/$dir" && npm ci --no-audit --no-fund --loglevel=error)
+done
 
 jobs=$(nproc)
 echo "== build (RelWithDebInfo)"

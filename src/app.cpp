@@ -4,9 +4,12 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <deque>
 #include <iostream>
+#include <memory>
 
 #include "coordinator/asio.hpp"
+#include "coordinator/dispatcher.hpp"
 #include "coordinator/health_checker.hpp"
 #include "coordinator/http_server.hpp"
 #include "coordinator/orphan_guard.hpp"
@@ -41,22 +44,19 @@ std::string check_port_free(int port) {
   return {};
 }
 
-std::vector<Child> make_children(const Config& config, const std::vector<Profile>& profiles) {
-  std::vector<Child> children;
-  for (std::size_t i = 0; i < profiles.size(); ++i) {
-    Child child;
-    child.name = profiles[i].name;
-    child.profile = profiles[i].path;
-    child.ports = assign_ports(config, i);
-    child.state_since = Clock::now();
-    children.push_back(std::move(child));
-  }
-  return children;
+Child make_child(const Config& config, std::string name, std::filesystem::path profile, ChildPorts ports) {
+  Child child;
+  child.name = std::move(name);
+  child.profile = std::move(profile);
+  child.ports = ports;
+  child.max_in_flight = config.max_inflight_per_child;
+  child.state_since = Clock::now();
+  return child;
 }
 
 // Stops in order: no new requests, in-flight ones get the grace period, then
 // the children go, then the loop ends.
-awaitable<void> shut_down(HttpServer& server, HealthChecker& health, Supervisor& supervisor, const Config& config,
+awaitable<void> shut_down(HttpServer& server, HealthChecker& health, Supervisor* supervisor, const Config& config,
                           net::io_context& io, const bool& hurry) {
   server.stop_accepting();
   const auto grace_end = Clock::now() + to_duration(config.shutdown_grace);
@@ -71,7 +71,7 @@ awaitable<void> shut_down(HttpServer& server, HealthChecker& health, Supervisor&
   }
   health.stop();
   server.close_all_connections();
-  co_await supervisor.stop_all(to_duration(config.child_stop_timeout));
+  if (supervisor) co_await supervisor->stop_all(to_duration(config.child_stop_timeout));
   spdlog::info("coordinator stopped");
   io.stop();
 }
@@ -79,28 +79,69 @@ awaitable<void> shut_down(HttpServer& server, HealthChecker& health, Supervisor&
 }  // namespace
 
 int run(const Config& config) {
-  const ProfileDiscovery discovery = discover_profiles(config.profiles_dir);
-  for (const auto& skipped : discovery.skipped) {
-    spdlog::error("skipping profile {}: {}", skipped.path.string(), skipped.reason);
+  const bool attach_mode = !config.upstreams.empty();
+  std::vector<Child> children;
+  std::deque<Profile> waiting;
+  if (attach_mode) {
+    for (const Upstream& upstream : config.upstreams) {
+      Child child = make_child(config, upstream.name, {}, ChildPorts{upstream.port, 0, 0});
+      child.host = upstream.host;
+      child.attached = true;
+      children.push_back(std::move(child));
+    }
+  } else {
+    const ProfileDiscovery discovery = discover_profiles(config.profiles_dir);
+    for (const auto& skipped : discovery.skipped) {
+      spdlog::error("skipping profile {}: {}", skipped.path.string(), skipped.reason);
+    }
+    if (!discovery.error.empty()) return fail(discovery.error);
+    const std::size_t slots =
+        config.pool_size == 0 ? discovery.profiles.size() : std::min(config.pool_size, discovery.profiles.size());
+    if (auto problem = validate_port_layout(config, slots)) return fail(*problem);
+    for (std::size_t i = 0; i < discovery.profiles.size(); ++i) {
+      const Profile& profile = discovery.profiles[i];
+      if (i < slots) {
+        children.push_back(make_child(config, profile.name, profile.path, assign_ports(config, i)));
+      } else {
+        waiting.push_back(profile);
+      }
+    }
+    if (!waiting.empty()) {
+      spdlog::info("pool of {} children; {} profile(s) wait their turn", slots, waiting.size());
+    }
   }
-  if (!discovery.error.empty()) return fail(discovery.error);
-  if (auto problem = validate_port_layout(config, discovery.profiles.size())) return fail(*problem);
 
   OrphanGuard guard;
-  if (!guard.start()) spdlog::warn("could not start the orphan guard; children may outlive a crashed coordinator");
+  if (!attach_mode && !guard.start()) {
+    spdlog::warn("could not start the orphan guard; children may outlive a crashed coordinator");
+  }
 
   net::io_context io;
-  Registry registry(make_children(config, discovery.profiles));
+  Registry registry(std::move(children));
+  Dispatcher dispatcher(registry, config.balance, config.max_queue);
+  registry.set_capacity_listener([&dispatcher] { dispatcher.pump(); });
   UpstreamPool pool(registry.size(), kIdleConnectionsPerChild, kMaxIdleAge);
-  HttpServer server(io, config, registry, pool);
-  if (auto error = server.listen(); !error.empty()) return fail(error);
-  for (const Child& child : registry.children()) {
-    if (auto error = check_port_free(child.ports.api); !error.empty()) return fail(error);
-  }
-  Supervisor supervisor(io, config, registry, guard);
-  if (auto error = supervisor.prepare(); !error.empty()) return fail(error);
+  std::unique_ptr<Supervisor> supervisor;
+  if (!attach_mode) supervisor = std::make_unique<Supervisor>(io, config, registry, guard, std::move(waiting));
 
-  OrphanReaper reaper(io, [&](pid_t pid) { return pid == guard.pid() || supervisor.manages(pid); });
+  auto recycle = [&](std::size_t child, std::string reason) {
+    if (supervisor) {
+      supervisor->recycle(child, reason);
+    } else {
+      registry.apply(child, ChildEvent::health_failed, reason, Clock::now());
+    }
+  };
+  auto fleet_extra = [&]() { return supervisor ? supervisor->fleet_json() : std::string{}; };
+  HttpServer server(io, config, registry, dispatcher, pool, recycle, fleet_extra);
+  if (auto error = server.listen(); !error.empty()) return fail(error);
+  if (supervisor) {
+    for (const Child& child : registry.children()) {
+      if (auto error = check_port_free(child.ports.api); !error.empty()) return fail(error);
+    }
+    if (auto error = supervisor->prepare(); !error.empty()) return fail(error);
+  }
+
+  OrphanReaper reaper(io, [&](pid_t pid) { return pid == guard.pid() || (supervisor && supervisor->manages(pid)); });
   reaper.start();
 
   ::signal(SIGPIPE, SIG_IGN);
@@ -113,7 +154,8 @@ int run(const Config& config) {
     if (!shutting_down) {
       shutting_down = true;
       spdlog::info("received signal {}: shutting down (grace {:.0f} s)", signal_number, config.shutdown_grace);
-      net::co_spawn(io, shut_down(server, health, supervisor, config, io, hurry), LogEscapedException{"shutdown"});
+      net::co_spawn(io, shut_down(server, health, supervisor.get(), config, io, hurry),
+                    LogEscapedException{"shutdown"});
     } else {
       spdlog::info("received signal {} again: stopping children now", signal_number);
       hurry = true;
@@ -122,9 +164,14 @@ int run(const Config& config) {
   };
   signals.async_wait(on_signal);
 
-  spdlog::info("coordinator listening on {}:{} with {} children (profiles {})", config.host, config.port,
-               registry.size(), config.profiles_dir.string());
-  for (std::size_t i = 0; i < registry.size(); ++i) supervisor.spawn(i);
+  if (attach_mode) {
+    spdlog::info("coordinator listening on {}:{} in attach mode over {} upstream(s)", config.host, config.port,
+                 registry.size());
+  } else {
+    spdlog::info("coordinator listening on {}:{} with {} children (profiles {})", config.host, config.port,
+                 registry.size(), config.profiles_dir.string());
+    supervisor->start();
+  }
   server.start();
   health.start();
   io.run();

@@ -16,7 +16,13 @@ HealthVerdict judge_health(unsigned status, std::string_view body) {
   const auto found = json.find("status");
   if (found == json.end() || !found->is_string()) return {false, "/health has no \"status\""};
   if (found->get<std::string>() != "OK") return {false, "/health status is not OK"};
-  return {true, {}};
+  HealthVerdict verdict{true, {}};
+  const auto details = json.find("details");
+  if (details != json.end() && details->is_object()) {
+    const auto queue = details->find("queueLength");
+    if (queue != details->end() && queue->is_number_unsigned()) verdict.queue_length = queue->get<std::uint64_t>();
+  }
+  return verdict;
 }
 
 HealthChecker::HealthChecker(net::io_context& io, const Config& config, Registry& registry)
@@ -30,7 +36,7 @@ void HealthChecker::start() {
 }
 
 void HealthChecker::report_progress(std::size_t index) {
-  const std::size_t ready = registry_.ready_count();
+  const std::size_t ready = registry_.serving_count();
   const std::size_t total = registry_.size();
   const double elapsed = std::chrono::duration<double>(Clock::now() - started_).count();
   if (!all_ready_reported_) {
@@ -50,27 +56,31 @@ awaitable<void> HealthChecker::poll_child(std::size_t index) {
   bool late_reported = false;
   while (!stopping_) {
     const ChildState state = registry_.at(index).state;
-    if (state != ChildState::exited && state != ChildState::stopping) {
+    // Only a live process is worth asking; the supervisor handles the rest.
+    const bool probe = state == ChildState::starting || is_serving(state) || state == ChildState::unhealthy ||
+                       state == ChildState::cooling;
+    if (probe && (registry_.at(index).pid > 0 || registry_.at(index).attached)) {
       std::string error;
-      const auto response = co_await simple_request(registry_.at(index).ports.api, http::verb::get, "/health", "",
+      const Child& target = registry_.at(index);
+      const auto response = co_await simple_request(target.host, target.ports.api, http::verb::get, "/health", "",
                                                     to_duration(config_.health_timeout), error);
       if (stopping_) break;
       const HealthVerdict verdict =
-          response ? judge_health(response->status, response->body) : HealthVerdict{false, error};
-      const bool was_ready = registry_.at(index).state == ChildState::ready;
-      if (registry_.report_health(index, verdict.healthy, verdict.error, Clock::now()) && !was_ready &&
-          verdict.healthy) {
+          response ? judge_health(response->status, response->body) : HealthVerdict{false, error, 0};
+      const bool was_serving = is_serving(registry_.at(index).state);
+      if (registry_.report_health(index, verdict.healthy, verdict.error, verdict.queue_length, Clock::now()) &&
+          !was_serving && verdict.healthy) {
         report_progress(index);
       }
       const Child& child = registry_.at(index);
-      if (!child.ever_ready && !late_reported && Clock::now() >= ready_deadline) {
+      // Spawned children are restarted by the supervisor; an attached one is only reported.
+      if (child.attached && !child.ever_ready && !late_reported && Clock::now() >= ready_deadline) {
         late_reported = true;
-        spdlog::error("child {} not ready after {:.0f} s ({}); still polling", child.name, config_.ready_timeout,
+        spdlog::error("upstream {} not ready after {:.0f} s ({}); still polling", child.name, config_.ready_timeout,
                       child.last_error.empty() ? "no answer" : child.last_error);
       }
     }
-    const Child& child = registry_.at(index);
-    const bool fast = !child.ever_ready && !late_reported;
+    const bool fast = registry_.at(index).state == ChildState::starting && !late_reported;
     timer.expires_after(fast ? startup_interval : to_duration(config_.health_interval));
     error_code ec;
     co_await timer.async_wait(use_awaitable_ec(ec));

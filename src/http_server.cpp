@@ -31,17 +31,18 @@ struct CancelBroadcast {
   net::steady_timer all_answered;
 };
 
-awaitable<void> cancel_one(std::shared_ptr<CancelBroadcast> broadcast, std::size_t index, int port, std::string req_id,
-                           Clock::duration timeout) {
+awaitable<void> cancel_one(std::shared_ptr<CancelBroadcast> broadcast, std::size_t index, std::string host, int port,
+                           std::string req_id, Clock::duration timeout) {
   std::string error;
-  const auto response = co_await simple_request(port, http::verb::post, "/v1/cancel/" + req_id, "", timeout, error);
+  const auto response =
+      co_await simple_request(host, port, http::verb::post, "/v1/cancel/" + req_id, "", timeout, error);
   broadcast->answers[index] = response ? response->status : 0;
   if (--broadcast->pending == 0) broadcast->all_answered.cancel();
 }
 
 }  // namespace
 
-std::string readiness_body(const Registry& registry, Clock::time_point now) {
+std::string readiness_body(const Registry& registry, Clock::time_point now, const std::string& extra_json) {
   nlohmann::json children = nlohmann::json::array();
   for (const Child& child : registry.children()) {
     children.push_back({
@@ -52,23 +53,36 @@ std::string readiness_body(const Registry& registry, Clock::time_point now) {
         {"in_flight", child.in_flight},
         {"served", child.served},
         {"failures", child.failures},
+        {"restarts", child.restarts},
         {"last_error", child.last_error},
         {"seconds_in_state", std::chrono::duration<double>(now - child.state_since).count()},
     });
+    if (child.attached) children.back()["url"] = "http://" + child.host + ":" + std::to_string(child.ports.api);
   }
-  const bool ready = registry.ready_count() > 0;
+  const bool ready = registry.serving_count() > 0;
   nlohmann::json body = {
       {"status", ready ? "ready" : "degraded"},
-      {"ready_children", registry.names_in(true)},
-      {"unhealthy_children", registry.names_in(false)},
+      {"ready_children", registry.names_serving(true)},
+      {"unhealthy_children", registry.names_serving(false)},
       {"total_children", registry.size()},
       {"children", std::move(children)},
   };
+  if (!extra_json.empty()) {
+    const auto extra = nlohmann::json::parse(extra_json, nullptr, false);
+    if (extra.is_object()) body.update(extra);
+  }
   return body.dump();
 }
 
-HttpServer::HttpServer(net::io_context& io, const Config& config, Registry& registry, UpstreamPool& pool)
-    : io_(io), config_(config), registry_(registry), forward_{config, registry, pool}, acceptor_(io) {}
+HttpServer::HttpServer(net::io_context& io, const Config& config, Registry& registry, Dispatcher& dispatcher,
+                       UpstreamPool& pool, std::function<void(std::size_t, std::string)> recycle,
+                       std::function<std::string()> fleet_extra)
+    : io_(io),
+      config_(config),
+      registry_(registry),
+      forward_{config, registry, dispatcher, pool, std::move(recycle)},
+      fleet_extra_(std::move(fleet_extra)),
+      acceptor_(io) {}
 
 std::string HttpServer::listen() {
   error_code ec;
@@ -265,12 +279,15 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
   }
   if (path == "/ready" || path == "/health") {
     if (method != http::verb::get) co_return co_await wrong_method("GET");
-    const unsigned status = registry_.ready_count() > 0 ? 200 : 503;
-    co_return co_await reply(stream, request, status, readiness_body(registry_, Clock::now()), outcome);
+    const unsigned status = registry_.serving_count() > 0 ? 200 : 503;
+    // Named locals: g++ 12 destroys a temporary of a ?: inside a co_await statement twice.
+    const std::string extra = fleet_extra_ ? fleet_extra_() : std::string{};
+    std::string body = readiness_body(registry_, Clock::now(), extra);
+    co_return co_await reply(stream, request, status, std::move(body), outcome);
   }
   if (path == "/v1/models") {
     if (method != http::verb::get) co_return co_await wrong_method("GET");
-    outcome = co_await forward_request(forward_, stream, request, false, keep_alive_for(request));
+    outcome = co_await forward_request(forward_, stream, request, false, /*takes_slot=*/false, keep_alive_for(request));
     co_return outcome.client_reusable;
   }
   if (path == "/v1/chat/completions") {
@@ -281,7 +298,8 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
       co_return co_await reply_error(stream, request, 400, "Request body must be a JSON object: " + why + ".",
                                      "invalid_request_error", "invalid_json", outcome);
     }
-    outcome = co_await forward_request(forward_, stream, request, body.stream_requested, keep_alive_for(request));
+    outcome = co_await forward_request(forward_, stream, request, body.stream_requested, /*takes_slot=*/true,
+                                       keep_alive_for(request));
     co_return outcome.client_reusable;
   }
   if (path.substr(0, kCancelPrefix.size()) == kCancelPrefix) {
@@ -299,11 +317,18 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
 
 awaitable<bool> HttpServer::broadcast_cancel(beast::tcp_stream& stream, const http::request<http::string_body>& request,
                                              std::string req_id, ForwardResult& outcome) {
-  const std::size_t count = registry_.size();
-  auto broadcast = std::make_shared<CancelBroadcast>(io_.get_executor(), count);
+  // A req_id seen in a child's stream goes to that child alone; others to all.
+  std::vector<std::size_t> targets;
+  if (const auto owner = registry_.owner_of(req_id)) {
+    targets.push_back(*owner);
+  } else {
+    for (std::size_t i = 0; i < registry_.size(); ++i) targets.push_back(i);
+  }
+  auto broadcast = std::make_shared<CancelBroadcast>(io_.get_executor(), targets.size());
   const auto timeout = to_duration(config_.cancel_timeout);
-  for (std::size_t i = 0; i < count; ++i) {
-    net::co_spawn(io_, cancel_one(broadcast, i, registry_.at(i).ports.api, req_id, timeout),
+  for (std::size_t k = 0; k < targets.size(); ++k) {
+    const Child& child = registry_.at(targets[k]);
+    net::co_spawn(io_, cancel_one(broadcast, k, child.host, child.ports.api, req_id, timeout),
                   LogEscapedException{"cancel broadcast"});
   }
   // Each cancel is bounded by its own timeout; this wait only collects them.
@@ -315,11 +340,12 @@ awaitable<bool> HttpServer::broadcast_cancel(beast::tcp_stream& stream, const ht
   }
   nlohmann::json completed = nlohmann::json::array();
   nlohmann::json failed = nlohmann::json::array();
-  for (std::size_t i = 0; i < count; ++i) {
-    (broadcast->answers[i] == 200 ? completed : failed).push_back(registry_.at(i).name);
+  for (std::size_t k = 0; k < targets.size(); ++k) {
+    (broadcast->answers[k] == 200 ? completed : failed).push_back(registry_.at(targets[k]).name);
   }
   const bool any = !completed.empty();
-  spdlog::info("cancel {}: completed on {} of {} children", req_id, completed.size(), count);
+  spdlog::info("cancel {}: completed on {} of {} children{}", req_id, completed.size(), targets.size(),
+               targets.size() == 1 && registry_.size() > 1 ? " (sent to its owner only)" : "");
   nlohmann::json body = {{"success", any}, {"req_id", req_id}, {"completed", completed}, {"failed", failed}};
   co_return co_await reply(stream, request, any ? 200 : 404, body.dump(), outcome);
 }

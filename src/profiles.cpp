@@ -73,3 +73,51 @@ ProfileDiscovery discover_profiles(const fs::path& dir) {
 }
 
 }  // namespace coordinator
+
+namespace coordinator {
+
+EnvFile parse_env_file(std::string_view text) {
+  EnvFile result;
+  std::size_t line_number = 0;
+  while (!text.empty()) {
+    ++line_number;
+    const std::size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view{} : text.substr(end + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    if (line.empty() || line.front() == '#') continue;
+    if (line.substr(0, 7) == "export ") line.remove_prefix(7);
+    const std::size_t equals = line.find('=');
+    if (equals == std::string_view::npos || equals == 0) {
+      result.errors.push_back("line " + std::to_string(line_number) + ": expected KEY=VALUE");
+      continue;
+    }
+    std::string_view key = line.substr(0, equals);
+    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.remove_suffix(1);
+    const bool key_ok = !key.empty() && !std::isdigit(static_cast<unsigned char>(key.front())) &&
+                        std::all_of(key.begin(), key.end(), [](char c) {
+                          return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+                        });
+    if (!key_ok) {
+      result.errors.push_back("line " + std::to_string(line_number) + ": invalid variable name");
+      continue;
+    }
+    std::string_view value = line.substr(equals + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);
+    }
+    result.variables.emplace_back(std::string(key), std::string(value));
+  }
+  return result;
+}
+
+std::filesystem::path env_file_for(const std::filesystem::path& profile) {
+  std::filesystem::path env = profile;
+  env.replace_extension(".env");
+  return env;
+}
+
+}  // namespace coordinator

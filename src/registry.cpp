@@ -4,22 +4,6 @@
 
 namespace coordinator {
 
-std::string_view to_string(ChildState state) {
-  switch (state) {
-    case ChildState::starting:
-      return "starting";
-    case ChildState::ready:
-      return "ready";
-    case ChildState::unhealthy:
-      return "unhealthy";
-    case ChildState::exited:
-      return "exited";
-    case ChildState::stopping:
-      return "stopping";
-  }
-  return "unknown";
-}
-
 Registry::Registry(std::vector<Child> children) : children_(std::move(children)) {}
 
 std::optional<std::size_t> Registry::find(std::string_view name) const {
@@ -29,93 +13,150 @@ std::optional<std::size_t> Registry::find(std::string_view name) const {
   return std::nullopt;
 }
 
-std::optional<std::size_t> Registry::pick(const std::vector<bool>& tried) {
+bool Registry::apply(std::size_t index, ChildEvent event, std::string_view reason, Clock::time_point now) {
+  Child& child = children_.at(index);
+  const auto next = next_state(child.state, event, child.retire_on_exit);
+  if (!next || *next == child.state) return false;
+  const ChildState previous = child.state;
+  child.state = *next;
+  child.state_since = now;
+  if (!reason.empty()) child.last_error = std::string(reason.substr(0, 200));
+  if (*next == ChildState::ready && !child.ever_ready) {
+    child.ever_ready = true;
+    child.last_error.clear();  // start-up probe failures are not worth reporting once it serves
+  }
+  if (is_serving(*next) && !is_serving(previous)) child.serving_since = now;
+  const bool routine = event == ChildEvent::slots_full || event == ChildEvent::slot_freed;
+  if (routine) {
+    spdlog::debug("child {} {} -> {}", child.name, to_string(previous), to_string(*next));
+  } else if (reason.empty()) {
+    spdlog::info("child {} {} -> {}", child.name, to_string(previous), to_string(*next));
+  } else {
+    spdlog::warn("child {} {} -> {}: {}", child.name, to_string(previous), to_string(*next), reason);
+  }
+  if (*next == ChildState::ready) notify_capacity();
+  return true;
+}
+
+bool Registry::report_health(std::size_t index, bool healthy, std::string_view error, std::uint64_t external_queue,
+                             Clock::time_point now) {
+  Child& child = children_.at(index);
+  if (!healthy) {
+    if (child.state == ChildState::starting) child.last_error = std::string(error.substr(0, 200));
+    return apply(index, ChildEvent::health_failed, error, now);
+  }
+  const bool had_queue = child.external_queue > 0;
+  child.external_queue = external_queue;
+  const bool changed = apply(index, ChildEvent::health_ok, {}, now);
+  if (had_queue && external_queue == 0) notify_capacity();
+  return changed;
+}
+
+bool Registry::report_forward_failure(std::size_t index, std::string_view error, Clock::time_point now) {
+  Child& child = children_.at(index);
+  ++child.failures;
+  if (!is_serving(child.state)) {
+    child.last_error = std::string(error.substr(0, 200));
+    return false;
+  }
+  return apply(index, ChildEvent::forward_failed, error, now);
+}
+
+bool Registry::report_rate_limited(std::size_t index, Clock::time_point until, Clock::time_point now) {
+  Child& child = children_.at(index);
+  child.cooling_until = until;
+  const auto seconds = std::chrono::duration<double>(until - now).count();
+  return apply(index, ChildEvent::rate_limited,
+               "rate limited (429) for " + std::to_string(static_cast<int>(seconds + 0.5)) + " s", now);
+}
+
+bool Registry::report_spawned(std::size_t index, int pid, Clock::time_point now) {
+  Child& child = children_.at(index);
+  child.pid = pid;
+  child.started_at = now;
+  child.external_queue = 0;
+  child.retire_on_exit = false;
+  if (child.state == ChildState::starting) {
+    child.state_since = now;
+    return false;
+  }
+  return apply(index, ChildEvent::spawned, {}, now);
+}
+
+bool Registry::report_exit(std::size_t index, std::string_view how, Clock::time_point now) {
+  const Child& child = children_.at(index);
+  const bool planned = child.state == ChildState::draining;
+  return apply(index, ChildEvent::exited, planned ? std::string_view{} : how, now);
+}
+
+void Registry::assign_profile(std::size_t index, std::string name, std::filesystem::path profile) {
+  Child& child = children_.at(index);
+  child.name = std::move(name);
+  child.profile = std::move(profile);
+  child.ever_ready = false;
+  child.last_error.clear();
+}
+
+bool Registry::has_free_slot(std::size_t index) const {
+  const Child& child = children_.at(index);
+  return child.state == ChildState::ready && child.in_flight < child.max_in_flight && child.external_queue == 0;
+}
+
+void Registry::take_slot(std::size_t index, Clock::time_point now) {
+  Child& child = children_.at(index);
+  ++child.in_flight;
+  if (child.in_flight >= child.max_in_flight) apply(index, ChildEvent::slots_full, {}, now);
+}
+
+void Registry::free_slot(std::size_t index, bool served, Clock::time_point now) {
+  Child& child = children_.at(index);
+  if (child.in_flight > 0) --child.in_flight;
+  if (served) ++child.served;
+  if (child.in_flight < child.max_in_flight) apply(index, ChildEvent::slot_freed, {}, now);
+  notify_capacity();
+}
+
+std::optional<std::size_t> Registry::pick(const std::vector<bool>& tried, bool need_free_slot) {
   const std::size_t n = children_.size();
   for (std::size_t step = 0; step < n; ++step) {
     const std::size_t index = (cursor_ + step) % n;
-    if (children_[index].state != ChildState::ready) continue;
     if (index < tried.size() && tried[index]) continue;
+    if (need_free_slot ? !has_free_slot(index) : !is_serving(children_[index].state)) continue;
     cursor_ = (index + 1) % n;
     return index;
   }
   return std::nullopt;
 }
 
-bool Registry::transition(std::size_t index, ChildState next, std::string_view reason, Clock::time_point now) {
-  Child& child = children_.at(index);
-  if (child.state == next) return false;
-  const ChildState previous = child.state;
-  child.state = next;
-  child.state_since = now;
-  if (!reason.empty()) child.last_error = std::string(reason.substr(0, 200));
-  if (next == ChildState::ready && !child.ever_ready) {
-    child.ever_ready = true;
-    child.last_error.clear();  // start-up probe failures are not worth reporting once it serves
+bool Registry::any_serving(const std::vector<bool>& tried) const {
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    if ((i >= tried.size() || !tried[i]) && is_serving(children_[i].state)) return true;
   }
-  if (reason.empty()) {
-    spdlog::info("child {} {} -> {}", child.name, to_string(previous), to_string(next));
-  } else {
-    spdlog::warn("child {} {} -> {}: {}", child.name, to_string(previous), to_string(next), reason);
-  }
-  return true;
+  return false;
 }
 
-bool Registry::report_health(std::size_t index, bool healthy, std::string_view error, Clock::time_point now) {
-  const ChildState state = children_.at(index).state;
-  // A process that is gone or being stopped cannot be revived by a stale probe.
-  if (state == ChildState::exited || state == ChildState::stopping) return false;
-  if (healthy) return transition(index, ChildState::ready, {}, now);
-  // A child still starting stays "starting" until it has been ready once.
-  if (state == ChildState::starting) {
-    children_.at(index).last_error = std::string(error.substr(0, 200));
-    return false;
-  }
-  return transition(index, ChildState::unhealthy, error, now);
+std::optional<std::size_t> Registry::owner_of(const std::string& req_id) const {
+  const auto found = req_owners_.find(req_id);
+  if (found == req_owners_.end()) return std::nullopt;
+  return found->second;
 }
 
-bool Registry::report_forward_failure(std::size_t index, std::string_view error, Clock::time_point now) {
-  Child& child = children_.at(index);
-  ++child.failures;
-  if (child.state != ChildState::ready) {
-    child.last_error = std::string(error.substr(0, 200));
-    return false;
-  }
-  return transition(index, ChildState::unhealthy, error, now);
-}
-
-bool Registry::report_spawned(std::size_t index, int pid, Clock::time_point now) {
-  children_.at(index).pid = pid;
-  return transition(index, ChildState::starting, {}, now);
-}
-
-bool Registry::report_exit(std::size_t index, std::string_view how, Clock::time_point now) {
-  const bool expected = children_.at(index).state == ChildState::stopping;
-  return transition(index, ChildState::exited, expected ? std::string_view{} : how, now);
-}
-
-bool Registry::report_stopping(std::size_t index, Clock::time_point now) {
-  if (children_.at(index).state == ChildState::exited) return false;
-  return transition(index, ChildState::stopping, {}, now);
-}
-
-void Registry::end_request(std::size_t index, bool served) {
-  Child& child = children_.at(index);
-  if (child.in_flight > 0) --child.in_flight;
-  if (served) ++child.served;
-}
-
-std::size_t Registry::ready_count() const {
+std::size_t Registry::serving_count() const {
   std::size_t count = 0;
-  for (const auto& child : children_) count += child.state == ChildState::ready ? 1 : 0;
+  for (const auto& child : children_) count += is_serving(child.state) ? 1 : 0;
   return count;
 }
 
-std::vector<std::string> Registry::names_in(bool ready) const {
+std::vector<std::string> Registry::names_serving(bool serving) const {
   std::vector<std::string> names;
   for (const auto& child : children_) {
-    if ((child.state == ChildState::ready) == ready) names.push_back(child.name);
+    if (is_serving(child.state) == serving) names.push_back(child.name);
   }
   return names;
+}
+
+void Registry::notify_capacity() {
+  if (capacity_listener_) capacity_listener_();
 }
 
 }  // namespace coordinator

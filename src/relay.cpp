@@ -19,13 +19,16 @@ constexpr std::size_t kReqIdScanBytes = 8 * 1024;
 constexpr std::string_view kHeartbeat = ": keep-alive\n\n";
 constexpr auto kNever = Clock::time_point::max();
 
-enum class ReadStatus { ok, upstream_error, client_gone, idle_timeout, total_timeout };
+constexpr int kRetryAfterSeconds = 5;
+
+enum class ReadStatus { ok, upstream_error, client_gone, idle_timeout, total_timeout, stalled };
 
 // Shared with the timer and client-watch handlers, which may run after the
 // relay has moved on: they act only while `generation` still matches.
 struct WatchState {
   beast::tcp_stream* upstream = nullptr;
   tcp::socket* client = nullptr;
+  net::steady_timer* queue_timer = nullptr;  // set while the request waits for a child
   unsigned generation = 0;
   bool tick = false;
   bool client_gone = false;
@@ -45,21 +48,30 @@ void watch_client(const std::shared_ptr<WatchState>& watch) {
       return;
     }
     watch->client_gone = true;
-    if (watch->upstream != nullptr) {
-      error_code ignored;
-      watch->upstream->socket().cancel(ignored);
-    }
+    error_code ignored;
+    if (watch->upstream != nullptr) watch->upstream->socket().cancel(ignored);
+    if (watch->queue_timer != nullptr) watch->queue_timer->cancel();
   });
 }
 
-awaitable<void> cancel_on_child(std::string child, int port, std::string req_id, Clock::duration timeout) {
-  std::string error;
-  auto response = co_await simple_request(port, http::verb::post, "/v1/cancel/" + req_id, "", timeout, error);
-  if (response) {
-    spdlog::info("cancel {} on child {}: {}", req_id, child, response->status);
-  } else {
-    spdlog::warn("cancel {} on child {} failed: {}", req_id, child, error);
+// Ends a 429 cooldown at its deadline, unless something else changed the state meanwhile.
+awaitable<void> end_cooldown(Registry* registry, std::size_t index, Clock::time_point until) {
+  net::steady_timer timer(co_await net::this_coro::executor);
+  timer.expires_at(until);
+  error_code ec;
+  co_await timer.async_wait(use_awaitable_ec(ec));
+  const Child& child = registry->at(index);
+  if (child.state == ChildState::cooling && child.cooling_until <= Clock::now()) {
+    registry->apply(index, ChildEvent::cooldown_over, {}, Clock::now());
   }
+}
+
+// Seconds from a Retry-After header (delta-seconds form), if usable.
+std::optional<double> retry_after_seconds(std::string_view value) {
+  if (value.empty() || value.size() > 9 || value.find_first_not_of("0123456789") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  return std::stod(std::string(value));
 }
 
 bool is_retryable_status(unsigned status) {
@@ -73,13 +85,14 @@ bool is_event_stream(std::string_view content_type) {
 class Relay {
  public:
   Relay(ForwardContext& context, beast::tcp_stream& client, const http::request<http::string_body>& request,
-        bool stream_requested, bool client_keep_alive)
+        bool stream_requested, bool takes_slot, bool client_keep_alive)
       : context_(context),
         config_(context.config),
         client_(client),
         request_(request),
         stream_mode_(stream_requested),
         stream_requested_(stream_requested),
+        takes_slot_(takes_slot),
         client_keep_alive_(client_keep_alive),
         client_chunked_ok_(request.version() >= 11),
         timer_(client.get_executor()),
@@ -99,7 +112,9 @@ class Relay {
     // Stop the watchers before the client socket is used for the next request.
     watch_->client = nullptr;
     watch_->upstream = nullptr;
+    watch_->queue_timer = nullptr;
     ++watch_->generation;
+    if (req_id_) context_.registry.forget_req_id(*req_id_);
     error_code ignored;
     client_.socket().cancel(ignored);
     timer_.cancel();
@@ -109,29 +124,86 @@ class Relay {
  private:
   enum class Attempt { done, try_next };
 
+  struct Acquired {
+    std::optional<std::size_t> child;
+    bool answered = false;  // the client was answered (or left) while waiting
+  };
+
+  // A child for this request: at once, or after waiting in the queue.
+  awaitable<Acquired> acquire(const std::vector<bool>& tried) {
+    if (!takes_slot_) co_return Acquired{context_.dispatcher.pick_without_slot(tried)};
+    const auto choice = context_.dispatcher.acquire(tried);
+    if (choice.verdict == Dispatcher::Verdict::granted) co_return Acquired{choice.child};
+    if (choice.verdict == Dispatcher::Verdict::none) co_return Acquired{};
+
+    if (queue_deadline_ == Clock::time_point{}) queue_deadline_ = Clock::now() + to_duration(config_.queue_timeout);
+    Waiter waiter;
+    waiter.tried = &tried;
+    waiter.wake = [watch = watch_] {
+      if (watch->queue_timer != nullptr) watch->queue_timer->cancel();
+    };
+    if (!context_.dispatcher.enqueue(&waiter)) {
+      co_await fail_before_commit(429, "Every child is busy and the wait queue is full; retry later.",
+                                  "rate_limit_exceeded", "queue_full", retry_after());
+      co_return Acquired{std::nullopt, true};
+    }
+    struct LeaveQueue {
+      Dispatcher& dispatcher;
+      Waiter& waiter;
+      ~LeaveQueue() { dispatcher.remove(&waiter); }
+    } leave_queue{context_.dispatcher, waiter};
+    watch_->queue_timer = &timer_;
+    while (!waiter.granted && !waiter.refused && !watch_->client_gone && Clock::now() < queue_deadline_) {
+      timer_.expires_at(queue_deadline_);
+      error_code ec;
+      co_await timer_.async_wait(use_awaitable_ec(ec));
+    }
+    watch_->queue_timer = nullptr;
+    if (watch_->client_gone) {
+      if (waiter.granted) context_.dispatcher.release(*waiter.granted, false);
+      co_return Acquired{std::nullopt, true};
+    }
+    if (waiter.granted) co_return Acquired{waiter.granted};
+    if (waiter.refused) co_return Acquired{};
+    co_await fail_before_commit(503, "No child became free within the queue timeout; retry later.",
+                                "service_unavailable", "queue_timeout", retry_after());
+    co_return Acquired{std::nullopt, true};
+  }
+
+  ExtraHeaders retry_after() const { return {{"Retry-After", std::to_string(kRetryAfterSeconds)}}; }
+
   awaitable<void> dispatch() {
     std::vector<bool> tried(context_.registry.size(), false);
     std::string last_error;
     bool attempted = false;
     while (true) {
-      const auto child = context_.registry.pick(tried);
-      if (!child) break;
-      tried[*child] = true;
+      const Acquired acquired = co_await acquire(tried);
+      if (acquired.answered) co_return;
+      if (!acquired.child) break;
+      const std::size_t child = *acquired.child;
+      tried[child] = true;
       attempted = true;
-      context_.registry.begin_request(*child);
       std::string error;
-      const Attempt outcome = co_await attempt(*child, error);
-      context_.registry.end_request(*child, outcome == Attempt::done && result_.status != 0);
+      rate_limited_ = false;
+      const Attempt outcome = co_await attempt(child, error);
+      if (takes_slot_) context_.dispatcher.release(child, outcome == Attempt::done && result_.status != 0);
       if (outcome == Attempt::done) co_return;
-      const Child& failed = context_.registry.at(*child);
-      spdlog::warn("child {} failed a forwarded request ({}); {}", failed.name, error, "trying the next ready child");
-      context_.registry.report_forward_failure(*child, error, Clock::now());
+      const Child& failed = context_.registry.at(child);
       last_error = failed.name + ": " + error;
+      if (rate_limited_) {
+        spdlog::warn("child {} is rate limited ({}); trying the next ready child", failed.name, error);
+      } else {
+        spdlog::warn("child {} failed a forwarded request ({}); trying the next ready child", failed.name, error);
+        context_.registry.report_forward_failure(child, error, Clock::now());
+      }
       if (watch_->client_gone) co_return;
     }
     if (!attempted) {
       co_await fail_before_commit(503, "No healthy child proxies available.", "service_unavailable",
                                   "no_healthy_children");
+    } else if (rate_limited_) {
+      co_await fail_before_commit(429, "Every child is rate limited; last: " + last_error, "rate_limit_exceeded",
+                                  "all_children_rate_limited", retry_after());
     } else {
       co_await fail_before_commit(502, "Every ready child failed this request; last: " + last_error, "upstream_error",
                                   "all_children_failed");
@@ -141,14 +213,16 @@ class Relay {
   // One child: connect (or reuse), send, read the head, relay. A pooled
   // connection that fails before any answer is retried once on a fresh one.
   awaitable<Attempt> attempt(std::size_t child, std::string& error) {
+    current_child_ = child;
+    const std::string host = context_.registry.at(child).host;
     const int port = context_.registry.at(child).ports.api;
-    upstream_request_.set(http::field::host, "127.0.0.1:" + std::to_string(port));
+    upstream_request_.set(http::field::host, host + ":" + std::to_string(port));
     for (int connection_try = 0; connection_try < 2; ++connection_try) {
       std::optional<beast::tcp_stream> upstream = context_.pool.take(child);
       const bool pooled = upstream.has_value();
       error_code ec;
       if (!upstream) {
-        auto fresh = co_await connect_to_child(port, to_duration(config_.connect_timeout), ec);
+        auto fresh = co_await connect_to_child(host, port, to_duration(config_.connect_timeout), ec);
         if (!fresh) {
           error = ec == beast::error::timeout ? std::string("connect timed out") : "connect: " + ec.message();
           co_return Attempt::try_next;
@@ -163,6 +237,7 @@ class Relay {
         if (pooled) continue;
         co_return Attempt::try_next;
       }
+      stall_deadline_ = Clock::now() + to_duration(config_.stall_timeout);
       beast::flat_buffer buffer;
       http::response_parser<http::buffer_body> parser;
       parser.body_limit(std::numeric_limits<std::uint64_t>::max());
@@ -197,6 +272,18 @@ class Relay {
     result_.child = chosen.name;
     if (is_retryable_status(status) && !committed_) {
       error = "answered " + std::to_string(status);
+      co_return Attempt::try_next;
+    }
+    if (status == 429 && !committed_) {
+      const double seconds = retry_after_seconds(response[http::field::retry_after]).value_or(config_.cooldown);
+      const auto now = Clock::now();
+      const auto until = now + to_duration(std::max(seconds, 0.001));
+      if (context_.registry.report_rate_limited(child, until, now)) {
+        net::co_spawn(client_.get_executor(), end_cooldown(&context_.registry, child, until),
+                      LogEscapedException{"cooldown"});
+      }
+      rate_limited_ = true;
+      error = "answered 429";
       co_return Attempt::try_next;
     }
     const bool event_stream = is_event_stream(response[http::field::content_type]);
@@ -240,6 +327,10 @@ class Relay {
         client_left(child);
         break;
       }
+      if (read == ReadStatus::stalled) {
+        co_await stalled(child);
+        break;
+      }
       const std::string why =
           read == ReadStatus::upstream_error ? "child " + chosen.name + " broke off: " + ec.message()
           : read == ReadStatus::idle_timeout ? "child " + chosen.name + " was silent for " +
@@ -266,8 +357,9 @@ class Relay {
       const auto now = Clock::now();
       if (now >= total_deadline_) co_return ReadStatus::total_timeout;
       if (now >= idle_deadline_) co_return ReadStatus::idle_timeout;
+      if (now >= stall_deadline_) co_return ReadStatus::stalled;
       if (watch_->client_gone) co_return ReadStatus::client_gone;
-      auto wake = std::min(total_deadline_, idle_deadline_);
+      auto wake = std::min({total_deadline_, idle_deadline_, stall_deadline_});
       if (heartbeats_apply()) wake = std::min(wake, heartbeat_due_);
 
       watch_->upstream = &upstream;
@@ -308,12 +400,32 @@ class Relay {
   void note_upstream_bytes(std::string_view bytes) {
     const auto now = Clock::now();
     heartbeat_due_ = now + heartbeat_period();
+    stall_deadline_ = now + to_duration(config_.stall_timeout);
     if (stream_mode_) idle_deadline_ = now + to_duration(config_.stream_idle_timeout);
     if (!req_id_ && sse_to_client_ && scanned_.size() < kReqIdScanBytes) {
       scanned_.append(bytes.substr(0, kReqIdScanBytes - scanned_.size()));
       req_id_ = extract_req_id(scanned_);
-      if (req_id_) scanned_.clear();
+      if (req_id_) {
+        scanned_.clear();
+        if (current_child_) context_.registry.remember_req_id(*req_id_, *current_child_);
+      }
     }
+  }
+
+  // No byte from the child for --stall-timeout: its page is stuck. Answer the
+  // client, cancel the work, and have the child recycled.
+  awaitable<void> stalled(std::size_t child) {
+    const Child& chosen = context_.registry.at(child);
+    const std::string why = "child " + chosen.name + " sent nothing for " +
+                            std::to_string(static_cast<int>(config_.stall_timeout)) + " s (stalled)";
+    spdlog::warn("{}; recycling it", why);
+    if (req_id_) co_spawn_cancel(child);
+    if (committed_) {
+      co_await abort_stream(why);
+    } else {
+      co_await fail_before_commit(504, why, "timeout", "upstream_stalled");
+    }
+    if (context_.recycle) context_.recycle(child, why);
   }
 
   awaitable<bool> send_heartbeat() {
@@ -421,9 +533,10 @@ class Relay {
 
   void co_spawn_cancel(std::size_t child) {
     const Child& target = context_.registry.at(child);
-    net::co_spawn(client_.get_executor(),
-                  cancel_on_child(target.name, target.ports.api, *req_id_, to_duration(config_.cancel_timeout)),
-                  LogEscapedException{"cancel"});
+    net::co_spawn(
+        client_.get_executor(),
+        cancel_on_child(target.name, target.host, target.ports.api, *req_id_, to_duration(config_.cancel_timeout)),
+        LogEscapedException{"cancel"});
   }
 
   // Ends an answer that has already started: as an SSE error event when the
@@ -444,6 +557,10 @@ class Relay {
       client_left(child);
       co_return;
     }
+    if (status == ReadStatus::stalled) {
+      co_await stalled(child);
+      co_return;
+    }
     const std::string why =
         "child " + chosen.name + " did not answer within " +
         std::to_string(static_cast<int>(status == ReadStatus::idle_timeout ? config_.stream_idle_timeout
@@ -457,11 +574,12 @@ class Relay {
     }
   }
 
-  awaitable<void> fail_before_commit(unsigned status, std::string message, std::string type, std::string code) {
+  awaitable<void> fail_before_commit(unsigned status, std::string message, std::string type, std::string code,
+                                     ExtraHeaders extra = {}) {
     if (watch_->client_gone) co_return;
     result_.status = status;
     const bool sent = co_await send_error(client_, request_.version(), status, message, type, code, client_keep_alive_,
-                                          to_duration(config_.client_send_timeout));
+                                          to_duration(config_.client_send_timeout), extra);
     if (!sent) return_client_gone();
     result_.client_reusable = sent && client_keep_alive_;
   }
@@ -498,6 +616,11 @@ class Relay {
   http::request<http::string_body> upstream_request_;
   bool stream_mode_;
   const bool stream_requested_;
+  const bool takes_slot_;
+  bool rate_limited_ = false;
+  std::optional<std::size_t> current_child_;
+  Clock::time_point stall_deadline_ = kNever;
+  Clock::time_point queue_deadline_{};
   bool client_keep_alive_;
   const bool client_chunked_ok_;
   bool committed_ = false;  // the client has been sent a status line
@@ -515,10 +638,21 @@ class Relay {
 
 }  // namespace
 
+awaitable<void> cancel_on_child(std::string child, std::string host, int port, std::string req_id,
+                                Clock::duration timeout) {
+  std::string error;
+  auto response = co_await simple_request(host, port, http::verb::post, "/v1/cancel/" + req_id, "", timeout, error);
+  if (response) {
+    spdlog::info("cancel {} on child {}: {}", req_id, child, response->status);
+  } else {
+    spdlog::warn("cancel {} on child {} failed: {}", req_id, child, error);
+  }
+}
+
 awaitable<ForwardResult> forward_request(ForwardContext& context, beast::tcp_stream& client,
                                          const http::request<http::string_body>& request, bool stream_requested,
-                                         bool client_keep_alive) {
-  Relay relay(context, client, request, stream_requested, client_keep_alive);
+                                         bool takes_slot, bool client_keep_alive) {
+  Relay relay(context, client, request, stream_requested, takes_slot, client_keep_alive);
   ForwardResult result = co_await relay.run();
   co_return result;
 }

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
 #include <boost/process/args.hpp>
 #include <boost/process/async.hpp>
 #include <boost/process/async_pipe.hpp>
@@ -17,6 +18,9 @@
 #include <boost/process/search_path.hpp>
 #include <boost/process/start_dir.hpp>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace coordinator {
 
@@ -33,8 +37,10 @@ constexpr std::size_t kMaxLogLine = 16 * 1024;
 // whole browser tree can be signalled at once), and death with the coordinator.
 struct ChildProcessSetup : bp::extend::handler {
   pid_t parent = 0;
+  char** environment = nullptr;  // prepared in the parent: nothing is allocated after fork
   template <class Executor>
-  void on_exec_setup(Executor&) const {
+  void on_exec_setup(Executor& executor) const {
+    if (environment != nullptr) executor.env = environment;
     ::setpgid(0, 0);
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     // The coordinator may have died between fork and prctl.
@@ -65,7 +71,7 @@ std::string join_command(const std::vector<std::string>& argv) {
 }  // namespace
 
 struct Supervisor::Process {
-  Process(net::io_context& io) : out(io), err(io) {}
+  explicit Process(net::io_context& io) : out(io), err(io) {}
   bp::async_pipe out;
   bp::async_pipe err;
   std::unique_ptr<bp::child> child;
@@ -118,14 +124,67 @@ std::vector<std::string> child_command(const Config& config, const std::string& 
   return argv;
 }
 
-Supervisor::Supervisor(net::io_context& io, const Config& config, Registry& registry, OrphanGuard& guard)
-    : io_(io), config_(config), registry_(registry), guard_(guard), processes_(registry.size()) {}
+std::vector<std::string> child_environment(const char* const* inherited,
+                                           const std::vector<std::pair<std::string, std::string>>& overrides) {
+  std::vector<std::string> result;
+  for (const char* const* entry = inherited; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    const std::string_view key = text.substr(0, text.find('='));
+    const bool replaced =
+        std::any_of(overrides.begin(), overrides.end(), [&](const auto& override) { return override.first == key; });
+    if (!replaced) result.emplace_back(text);
+  }
+  for (const auto& [key, value] : overrides) {
+    // A later line of the same key wins, as in a shell.
+    std::erase_if(result, [&](const std::string& entry) { return entry.compare(0, key.size() + 1, key + "=") == 0; });
+    result.push_back(key + "=" + value);
+  }
+  return result;
+}
+
+std::uint64_t process_group_rss(int pgid) {
+  if (pgid <= 1) return 0;
+  static const long page = ::sysconf(_SC_PAGESIZE);
+  std::uint64_t total = 0;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return 0;
+  while (const dirent* entry = ::readdir(proc)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    std::ifstream stat(std::string("/proc/") + entry->d_name + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream fields(line.substr(close + 2));
+    std::string state;
+    long ppid = 0, pgrp = 0;
+    fields >> state >> ppid >> pgrp;
+    if (pgrp != pgid) continue;
+    std::string skip;
+    for (int i = 0; i < 19; ++i) fields >> skip;  // fields 6..24: rss is the 24th
+    long rss_pages = 0;
+    fields >> rss_pages;
+    if (rss_pages > 0) total += static_cast<std::uint64_t>(rss_pages) * static_cast<std::uint64_t>(page);
+  }
+  ::closedir(proc);
+  return total;
+}
+
+Supervisor::Supervisor(net::io_context& io, const Config& config, Registry& registry, OrphanGuard& guard,
+                       std::deque<Profile> waiting_profiles)
+    : io_(io),
+      config_(config),
+      registry_(registry),
+      guard_(guard),
+      slots_(registry.size()),
+      waiting_(std::move(waiting_profiles)) {}
 
 Supervisor::~Supervisor() {
   // A bp::child destructor would terminate a running child; by now every one
   // has been stopped, so just let go of them.
-  for (auto& process : processes_) {
-    if (process && process->child) process->child->detach();
+  for (auto& slot : slots_) {
+    if (slot.process && slot.process->child) slot.process->child->detach();
   }
 }
 
@@ -149,19 +208,70 @@ std::string Supervisor::prepare() {
   return {};
 }
 
-bool Supervisor::running(std::size_t index) const {
-  const auto& process = processes_.at(index);
-  return process && process->running;
-}
-
 bool Supervisor::manages(pid_t pid) const {
-  for (const auto& process : processes_) {
-    if (process && process->running && process->pgid == pid) return true;
+  for (const auto& slot : slots_) {
+    if (slot.process && slot.process->running && slot.process->pgid == pid) return true;
   }
   return false;
 }
 
+std::string Supervisor::fleet_json() const {
+  nlohmann::json queued = nlohmann::json::array();
+  for (const auto& profile : waiting_) queued.push_back(profile.name);
+  nlohmann::json parked = nlohmann::json::array();
+  for (const auto& profile : parked_) parked.push_back(profile.name);
+  return nlohmann::json{{"queued_profiles", queued}, {"parked_profiles", parked}}.dump();
+}
+
+void Supervisor::start() {
+  for (std::size_t i = 0; i < slots_.size(); ++i) schedule_start(i, Clock::duration::zero());
+  net::co_spawn(io_, monitor(), LogEscapedException{"supervisor monitor"});
+}
+
+void Supervisor::schedule_start(std::size_t slot, Clock::duration delay) {
+  const auto now = Clock::now();
+  // Browsers are expensive to start: keep starts --start-stagger apart.
+  const auto at = std::max(now + delay, next_start_at_);
+  next_start_at_ = at + to_duration(config_.start_stagger);
+  const unsigned generation = ++slots_.at(slot).generation;
+  net::co_spawn(io_, start_when_due(slot, generation, at), LogEscapedException{"child start"});
+}
+
+namespace {
+
+bool port_free(int port) {
+  if (port <= 0) return true;
+  net::io_context io;
+  tcp::acceptor probe(io);
+  error_code ec;
+  probe.open(tcp::v4(), ec);
+  if (!ec) probe.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) probe.bind(tcp::endpoint(net::ip::address_v4::any(), static_cast<unsigned short>(port)), ec);
+  return !ec;
+}
+
+}  // namespace
+
+awaitable<void> Supervisor::start_when_due(std::size_t slot, unsigned generation, Clock::time_point at) {
+  net::steady_timer timer(io_);
+  timer.expires_at(at);
+  error_code ec;
+  co_await timer.async_wait(use_awaitable_ec(ec));
+  // A browser left by the previous run may still hold the ports: wait (bounded).
+  const Child& child = registry_.at(slot);
+  for (int tries = 0; tries < 40 && !stopping_; ++tries) {
+    if (port_free(child.ports.api) && port_free(child.ports.stream)) break;
+    if (tries == 0)
+      spdlog::info("child {}: waiting for ports {} and {} to be free", child.name, child.ports.api, child.ports.stream);
+    timer.expires_after(std::chrono::milliseconds(250));
+    co_await timer.async_wait(use_awaitable_ec(ec));
+  }
+  if (stopping_ || slots_.at(slot).generation != generation) co_return;
+  spawn(slot);
+}
+
 void Supervisor::spawn(std::size_t index) {
+  Slot& slot = slots_.at(index);
   const Child& child = registry_.at(index);
   auto process = std::make_shared<Process>(io_);
   process->log_path = fs::absolute(config_.log_dir / (child.name + ".log")).lexically_normal();
@@ -174,8 +284,29 @@ void Supervisor::spawn(std::size_t index) {
   } catch (const spdlog::spdlog_ex& e) {
     spdlog::error("child {}: cannot open log {}: {}", child.name, process->log_path.string(), e.what());
     registry_.report_exit(index, "log file could not be opened", Clock::now());
+    after_exit(index, true, "log file could not be opened");
     return;
   }
+
+  // The environment: inherited, plus AUTO_ROTATE_AUTH_PROFILE=false (the
+  // coordinator, not the child, decides which account runs where) and the
+  // profile's own {name}.env. Values are never logged.
+  std::vector<std::pair<std::string, std::string>> overrides;
+  if (::getenv("AUTO_ROTATE_AUTH_PROFILE") == nullptr) overrides.emplace_back("AUTO_ROTATE_AUTH_PROFILE", "false");
+  const fs::path env_path = env_file_for(child.profile);
+  std::error_code exists_ec;
+  if (fs::is_regular_file(env_path, exists_ec)) {
+    std::ifstream in(env_path, std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const EnvFile env_file = parse_env_file(text);
+    for (const auto& error : env_file.errors) spdlog::error("{}: {}", env_path.string(), error);
+    overrides.insert(overrides.end(), env_file.variables.begin(), env_file.variables.end());
+    spdlog::info("child {}: {} variable(s) from {}", child.name, env_file.variables.size(), env_path.string());
+  }
+  std::vector<std::string> environment = child_environment(::environ, overrides);
+  std::vector<char*> environment_pointers;
+  for (auto& entry : environment) environment_pointers.push_back(entry.data());
+  environment_pointers.push_back(nullptr);
 
   std::vector<std::string> argv = child_command(config_, python_, child);
   argv[1] = launcher_;
@@ -184,6 +315,7 @@ void Supervisor::spawn(std::size_t index) {
   try {
     ChildProcessSetup setup;
     setup.parent = ::getpid();
+    setup.environment = environment_pointers.data();
     std::weak_ptr<Process> weak = process;
     process->child =
         std::make_unique<bp::child>(bp::exe = python_, bp::args = args, bp::start_dir = launcher_dir_,
@@ -200,29 +332,36 @@ void Supervisor::spawn(std::size_t index) {
   if (spawn_error || !process->child || !process->child->valid()) {
     spdlog::error("child {}: cannot start {}: {}", child.name, join_command(argv), spawn_error.message());
     registry_.report_exit(index, "could not be started: " + spawn_error.message(), Clock::now());
+    after_exit(index, true, "could not be started");
     return;
   }
   process->pgid = process->child->id();
   process->running = true;
   guard_.watch_group(process->pgid);
   process->log->info("[coordinator] started pid {}: {}", process->pgid, join_command(argv));
+  if (slot.started_once) registry_.count_restart(index);
+  slot.started_once = true;
+  slot.stop_requested = false;
+  slot.stop_is_failure = false;
   spdlog::info("child {} started: pid {}, ports api {} stream {} camoufox {}, log {}", child.name, process->pgid,
                child.ports.api, child.ports.stream, child.ports.camoufox, process->log_path.string());
   registry_.report_spawned(index, process->pgid, Clock::now());
   net::co_spawn(io_, pump_output(process->log, process->out, "stdout", process), LogEscapedException{"child log"});
   net::co_spawn(io_, pump_output(process->log, process->err, "stderr", process), LogEscapedException{"child log"});
-  processes_.at(index) = std::move(process);
+  slot.process = std::move(process);
 }
 
 void Supervisor::on_exit(std::size_t index, const std::shared_ptr<Process>& process, int native_status) {
   if (!process->running) return;
   process->running = false;
+  Slot& slot = slots_.at(index);
   const std::string how = describe_status(native_status);
   const Child& child = registry_.at(index);
+  const bool expected = stopping_ || child.state == ChildState::draining || slot.stop_requested;
   process->log->info("[coordinator] pid {} {}", process->pgid, how);
-  spdlog::log(child.state == ChildState::stopping ? spdlog::level::info : spdlog::level::err,
-              "child {} (pid {}) {}; log: {}", child.name, process->pgid, how, process->log_path.string());
-  registry_.report_exit(index, how, Clock::now());
+  spdlog::log(expected ? spdlog::level::info : spdlog::level::err, "child {} (pid {}) {}; log: {}", child.name,
+              process->pgid, how, process->log_path.string());
+  registry_.report_exit(index, slot.stop_requested ? slot.stop_reason : how, Clock::now());
   // The launcher is gone; whatever it started (the browser) must not outlive it.
   const pid_t pgid = process->pgid;
   if (group_alive(pgid)) ::kill(-pgid, SIGTERM);
@@ -236,14 +375,161 @@ void Supervisor::on_exit(std::size_t index, const std::shared_ptr<Process>& proc
     guard->forget_group(group);
   };
   net::co_spawn(io_, reap(pgid, &guard_), LogEscapedException{"reap child group"});
+  if (stopping_ || registry_.at(index).state == ChildState::retired) return;
+  const bool failure = !slot.stop_requested || slot.stop_is_failure;
+  after_exit(index, failure, slot.stop_requested ? slot.stop_reason : how);
+}
+
+void Supervisor::after_exit(std::size_t index, bool failure, const std::string& reason) {
+  if (stopping_) return;
+  Slot& slot = slots_.at(index);
+  const auto now = Clock::now();
+  if (!failure) {
+    registry_.apply(index, ChildEvent::restart_scheduled, {}, now);
+    spdlog::info("restarting child {} (recycled: {})", registry_.at(index).name, reason);
+    schedule_start(index, Clock::duration::zero());
+    return;
+  }
+  const Child& child = registry_.at(index);
+  ++slot.consecutive_failures;
+  const std::size_t recent = history_[child.name].count_within(to_duration(config_.restart_window), now) + 1;
+  history_[child.name].record(now);
+  const Profile current{child.name, child.profile};
+  const bool park = recent > static_cast<std::size_t>(config_.max_restarts);
+  if (park) {
+    spdlog::error("child {} failed {} times within {:.0f} s: parked as failed ({})", child.name, recent,
+                  config_.restart_window, reason);
+    parked_.push_back(current);
+  }
+  if (!waiting_.empty()) {
+    // Rotate: the slot's ports go to the next queued profile; a failing (not
+    // parked) profile waits at the back for another turn.
+    if (!park) waiting_.push_back(current);
+    Profile next = std::move(waiting_.front());
+    waiting_.pop_front();
+    spdlog::warn("slot {} (ports {}): profile {} {}; profile {} takes its place", index, child.ports.api, current.name,
+                 park ? "is parked" : "goes to the back of the queue", next.name);
+    registry_.assign_profile(index, next.name, next.path);
+  } else if (park) {
+    registry_.apply(index, ChildEvent::parked, "parked after " + std::to_string(recent) + " failures: " + reason, now);
+    return;
+  }
+  registry_.apply(index, ChildEvent::restart_scheduled, {}, now);
+  const double unit = std::uniform_real_distribution<double>(0.0, 1.0)(random_);
+  const auto delay = restart_delay(slot.consecutive_failures, unit);
+  spdlog::warn("restarting child {} in {:.2f} s (attempt {})", registry_.at(index).name,
+               std::chrono::duration<double>(delay).count(), slot.consecutive_failures);
+  schedule_start(index, delay);
+}
+
+void Supervisor::recycle(std::size_t index, const std::string& reason) {
+  if (stopping_) return;
+  const Child& child = registry_.at(index);
+  if (child.state == ChildState::starting) {
+    registry_.apply(index, ChildEvent::ready_timeout, reason, Clock::now());
+  } else {
+    registry_.apply(index, ChildEvent::health_failed, reason, Clock::now());
+  }
+  stop_process(index, /*failure=*/true, reason);
+}
+
+void Supervisor::stop_process(std::size_t index, bool failure, const std::string& reason) {
+  Slot& slot = slots_.at(index);
+  if (!slot.process || !slot.process->running || slot.stop_requested) return;
+  slot.stop_requested = true;
+  slot.stop_is_failure = failure;
+  slot.stop_reason = reason;
+  const pid_t pgid = slot.process->pgid;
+  spdlog::warn("stopping child {} (pid {}): {}", registry_.at(index).name, pgid, reason);
+  ::kill(-pgid, SIGTERM);
+  auto escalate = [](std::weak_ptr<Process> weak, pid_t group, Clock::duration grace) -> awaitable<void> {
+    net::steady_timer timer(co_await net::this_coro::executor);
+    timer.expires_after(grace);
+    co_await timer.async_wait(net::use_awaitable);
+    const auto process = weak.lock();
+    if (process && process->running && group_alive(group)) {
+      spdlog::warn("child process group {} ignored SIGTERM: SIGKILL", group);
+      ::kill(-group, SIGKILL);
+    }
+  };
+  net::co_spawn(io_, escalate(slot.process, pgid, to_duration(config_.child_stop_timeout)),
+                LogEscapedException{"stop child"});
+}
+
+awaitable<void> Supervisor::monitor() {
+  net::steady_timer timer(io_);
+  const auto tick = to_duration(std::clamp(config_.health_interval / 4, 0.05, 1.0));
+  while (!stopping_) {
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i < slots_.size(); ++i) check_slot(i, now);
+    if ((config_.max_child_rss > 0 || config_.max_child_age > 0) &&
+        now - last_limit_check_ >= to_duration(config_.health_interval)) {
+      last_limit_check_ = now;
+      maybe_recycle_for_limits(now);
+    }
+    timer.expires_after(tick);
+    error_code ec;
+    co_await timer.async_wait(use_awaitable_ec(ec));
+  }
+}
+
+void Supervisor::check_slot(std::size_t index, Clock::time_point now) {
+  Slot& slot = slots_.at(index);
+  const Child& child = registry_.at(index);
+  const bool running = slot.process && slot.process->running;
+  if (is_serving(child.state) && now - child.serving_since >= to_duration(config_.backoff_reset_after)) {
+    slot.consecutive_failures = 0;
+  }
+  if (!running || slot.stop_requested) return;
+  if (child.state == ChildState::starting && now - child.started_at >= to_duration(config_.ready_timeout)) {
+    spdlog::error("child {} not ready after {:.0f} s ({})", child.name, config_.ready_timeout,
+                  child.last_error.empty() ? "no answer" : child.last_error);
+    registry_.apply(index, ChildEvent::ready_timeout, "not ready within --ready-timeout", now);
+    return;
+  }
+  if (child.state == ChildState::unhealthy && now - child.state_since >= to_duration(config_.unhealthy_restart_after)) {
+    recycle(index, "unhealthy for " + std::to_string(static_cast<int>(config_.unhealthy_restart_after)) + " s");
+    return;
+  }
+  if (child.state == ChildState::draining && child.in_flight == 0) {
+    stop_process(index, /*failure=*/false, child.last_error.empty() ? "drained" : child.last_error);
+  }
+}
+
+void Supervisor::maybe_recycle_for_limits(Clock::time_point now) {
+  // One child at a time, and never the last one serving.
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    if (registry_.at(i).state == ChildState::draining) return;
+  }
+  if (registry_.serving_count() <= 1) return;
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    const Child& child = registry_.at(i);
+    const Slot& slot = slots_[i];
+    if (!is_serving(child.state) || !slot.process || !slot.process->running) continue;
+    std::string reason;
+    if (config_.max_child_age > 0 && now - child.started_at >= to_duration(config_.max_child_age)) {
+      reason = "older than --max-child-age";
+    } else if (config_.max_child_rss > 0) {
+      const auto rss = process_group_rss(slot.process->pgid);
+      if (rss > config_.max_child_rss) reason = "uses " + std::to_string(rss >> 20) + " MiB, over --max-child-rss";
+    }
+    if (reason.empty()) continue;
+    spdlog::warn("draining child {}: {}", child.name, reason);
+    registry_.apply(i, ChildEvent::drain, reason, now);
+    return;
+  }
 }
 
 awaitable<void> Supervisor::stop_all(Clock::duration timeout) {
+  stopping_ = true;
   std::vector<pid_t> groups;
-  for (std::size_t i = 0; i < processes_.size(); ++i) {
-    const auto& process = processes_[i];
+  const auto now = Clock::now();
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    ++slots_[i].generation;  // cancels scheduled starts
+    registry_.set_retire_on_exit(i, true);
+    registry_.apply(i, ChildEvent::drain, {}, now);
+    const auto& process = slots_[i].process;
     if (!process) continue;
-    if (process->running) registry_.report_stopping(i, Clock::now());
     if (process->running || group_alive(process->pgid)) {
       ::kill(-process->pgid, SIGTERM);
       groups.push_back(process->pgid);
@@ -253,8 +539,8 @@ awaitable<void> Supervisor::stop_all(Clock::duration timeout) {
   net::steady_timer timer(io_);
   const auto deadline = Clock::now() + timeout;
   auto anything_left = [&] {
-    for (const auto& process : processes_) {
-      if (process && process->running) return true;
+    for (const auto& slot : slots_) {
+      if (slot.process && slot.process->running) return true;
     }
     for (pid_t pgid : groups) {
       if (group_alive(pgid)) return true;
@@ -272,9 +558,10 @@ awaitable<void> Supervisor::stop_all(Clock::duration timeout) {
       killed = true;
     }
   }
-  if (killed)
+  if (killed) {
     spdlog::warn("child process groups still alive after {:.0f} s: sent SIGKILL",
                  std::chrono::duration<double>(timeout).count());
+  }
   // Let the exit notifications of SIGKILLed children arrive (bounded).
   for (int i = 0; i < 40 && anything_left(); ++i) {
     timer.expires_after(std::chrono::milliseconds(50));

@@ -22,11 +22,22 @@ void set_no_delay(tcp::socket& socket) {
   socket.set_option(tcp::no_delay(true), ignored);
 }
 
-awaitable<std::optional<beast::tcp_stream>> connect_to_child(int port, Clock::duration timeout, error_code& ec) {
-  beast::tcp_stream stream(co_await net::this_coro::executor);
-  const tcp::endpoint endpoint(net::ip::address_v4::loopback(), static_cast<unsigned short>(port));
+awaitable<std::optional<beast::tcp_stream>> connect_to_child(const std::string& host, int port, Clock::duration timeout,
+                                                             error_code& ec) {
+  const auto executor = co_await net::this_coro::executor;
+  beast::tcp_stream stream(executor);
+  std::vector<tcp::endpoint> endpoints;
+  const auto address = net::ip::make_address(host, ec);
+  if (!ec) {
+    endpoints.emplace_back(address, static_cast<unsigned short>(port));
+  } else {
+    tcp::resolver resolver(executor);
+    const auto results = co_await resolver.async_resolve(host, std::to_string(port), use_awaitable_ec(ec));
+    if (ec) co_return std::nullopt;
+    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+  }
   stream.expires_after(timeout);
-  co_await stream.async_connect(endpoint, use_awaitable_ec(ec));
+  co_await stream.async_connect(endpoints, use_awaitable_ec(ec));
   if (ec) co_return std::nullopt;
   stream.expires_never();
   set_no_delay(stream.socket());
@@ -73,17 +84,18 @@ void UpstreamPool::clear_all() {
   for (auto& idle : idle_) idle.clear();
 }
 
-awaitable<std::optional<SimpleResponse>> simple_request(int port, http::verb method, std::string target,
-                                                        std::string body, Clock::duration timeout, std::string& error) {
+awaitable<std::optional<SimpleResponse>> simple_request(std::string host, int port, http::verb method,
+                                                        std::string target, std::string body, Clock::duration timeout,
+                                                        std::string& error) {
   const auto deadline = Clock::now() + timeout;
   error_code ec;
-  auto stream = co_await connect_to_child(port, timeout, ec);
+  auto stream = co_await connect_to_child(host, port, timeout, ec);
   if (!stream) {
     error = "connect: " + ec.message();
     co_return std::nullopt;
   }
   http::request<http::string_body> request{method, target, 11};
-  request.set(http::field::host, "127.0.0.1:" + std::to_string(port));
+  request.set(http::field::host, host + ":" + std::to_string(port));
   request.set(http::field::user_agent, "coordinator");
   if (method == http::verb::post) {
     request.set(http::field::content_type, "application/json");

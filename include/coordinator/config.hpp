@@ -15,6 +15,22 @@ using Seconds = std::chrono::duration<double>;
 // Converts fractional seconds from the command line into a steady-clock duration.
 std::chrono::steady_clock::duration to_duration(double seconds);
 
+enum class Balance { least_busy, round_robin };
+
+// A child the coordinator did not spawn (--upstream [NAME=]http://HOST:PORT).
+struct Upstream {
+  std::string name;
+  std::string host;
+  int port = 0;
+  bool operator==(const Upstream&) const = default;
+};
+
+// Parses `[NAME=]http://HOST:PORT[/]`; returns a one-line reason on failure.
+std::variant<Upstream, std::string> parse_upstream(const std::string& text);
+
+// Parses a byte size with an optional K/M/G suffix (powers of 1024).
+std::optional<std::uint64_t> parse_byte_size(const std::string& text);
+
 // One validated, immutable set of settings, made once at start.
 struct Config {
   std::filesystem::path profiles_dir = "auth_profiles/active";
@@ -43,6 +59,27 @@ struct Config {
   double child_stop_timeout = 10;
   double client_send_timeout = 60;
   std::uint64_t max_body = 20ull * 1024 * 1024;
+
+  // Supervision.
+  double unhealthy_restart_after = 60;
+  int max_restarts = 5;
+  double restart_window = 600;
+  double backoff_reset_after = 300;
+  double start_stagger = 2;
+  double stall_timeout = 300;
+  std::uint64_t max_child_rss = 0;  // bytes, 0 = off
+  double max_child_age = 0;         // seconds, 0 = off
+  double cooldown = 60;
+  std::size_t pool_size = 0;  // 0 = every profile
+
+  // Dispatch.
+  Balance balance = Balance::least_busy;
+  std::size_t max_inflight_per_child = 1;
+  std::size_t max_queue = 1000;
+  double queue_timeout = 300;
+
+  // Attach mode: route to these instead of spawning children.
+  std::vector<Upstream> upstreams;
 };
 
 // What parsing the command line decided: run with a Config, or exit at once

@@ -12,7 +12,8 @@ namespace coordinator {
 // What a child's /health answer means: 200 with JSON "status":"OK" is healthy.
 struct HealthVerdict {
   bool healthy = false;
-  std::string error;  // why not, short
+  std::string error;               // why not, short
+  std::uint64_t queue_length = 0;  // details.queueLength: requests waiting inside the child
 };
 HealthVerdict judge_health(unsigned status, std::string_view body);
 

@@ -14,13 +14,15 @@
 namespace coordinator {
 
 // The /ready and /health body: fleet summary plus one entry per child.
-std::string readiness_body(const Registry& registry, Clock::time_point now);
+// `extra` fields (e.g. the profile queue) are merged in.
+std::string readiness_body(const Registry& registry, Clock::time_point now, const std::string& extra_json = {});
 
 // The client-facing HTTP/1.1 server: accepts, parses, routes and answers,
 // forwarding /v1/* through the relay.
 class HttpServer {
  public:
-  HttpServer(net::io_context& io, const Config& config, Registry& registry, UpstreamPool& pool);
+  HttpServer(net::io_context& io, const Config& config, Registry& registry, Dispatcher& dispatcher, UpstreamPool& pool,
+             std::function<void(std::size_t, std::string)> recycle, std::function<std::string()> fleet_extra);
 
   // Binds and listens; returns a one-line error on failure.
   std::string listen();
@@ -55,6 +57,7 @@ class HttpServer {
   const Config& config_;
   Registry& registry_;
   ForwardContext forward_;
+  std::function<std::string()> fleet_extra_;
   tcp::acceptor acceptor_;
   bool accepting_ = false;
   bool shutting_down_ = false;

@@ -1,47 +1,19 @@
 #pragma once
 
-#include <chrono>
-#include <cstdint>
-#include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
-#include "coordinator/config.hpp"
+#include "coordinator/child.hpp"
 
 namespace coordinator {
 
-using Clock = std::chrono::steady_clock;
-
-enum class ChildState {
-  starting,   // spawned, not yet healthy
-  ready,      // healthy: takes requests
-  unhealthy,  // failed a health check or a forwarded request
-  exited,     // the process is gone
-  stopping,   // being shut down by the coordinator
-};
-
-std::string_view to_string(ChildState state);
-
-// Everything the coordinator knows about one child. The health checker, the
-// supervisor and the router each write their part; only the registry changes state.
-struct Child {
-  std::string name;
-  std::filesystem::path profile;
-  ChildPorts ports;
-  ChildState state = ChildState::starting;
-  Clock::time_point state_since{};
-  int pid = 0;
-  std::uint64_t in_flight = 0;
-  std::uint64_t served = 0;
-  std::uint64_t failures = 0;
-  std::string last_error;
-  bool ever_ready = false;
-};
-
-// The set of children and the round-robin choice over the ready ones. No I/O:
-// callers report what they saw, the registry decides and logs state changes.
+// The fleet: one Child per slot, their states, request slots, and the
+// round-robin choice. No I/O: callers report what they saw; the registry
+// applies the state machine (next_state) and logs each change once.
 class Registry {
  public:
   explicit Registry(std::vector<Child> children);
@@ -51,27 +23,52 @@ class Registry {
   const std::vector<Child>& children() const { return children_; }
   std::optional<std::size_t> find(std::string_view name) const;
 
-  // The next ready child after the last one picked whose `tried` flag is false.
-  std::optional<std::size_t> pick(const std::vector<bool>& tried);
+  // Applies `event`; returns true when the state changed. `reason` becomes
+  // last_error for changes away from service.
+  bool apply(std::size_t index, ChildEvent event, std::string_view reason, Clock::time_point now);
 
-  // Each returns true when the child's state changed.
-  bool report_health(std::size_t index, bool healthy, std::string_view error, Clock::time_point now);
+  bool report_health(std::size_t index, bool healthy, std::string_view error, std::uint64_t external_queue,
+                     Clock::time_point now);
   bool report_forward_failure(std::size_t index, std::string_view error, Clock::time_point now);
+  bool report_rate_limited(std::size_t index, Clock::time_point until, Clock::time_point now);
   bool report_spawned(std::size_t index, int pid, Clock::time_point now);
   bool report_exit(std::size_t index, std::string_view how, Clock::time_point now);
-  bool report_stopping(std::size_t index, Clock::time_point now);
 
-  void begin_request(std::size_t index) { ++children_.at(index).in_flight; }
-  void end_request(std::size_t index, bool served);
+  // A new profile takes over a slot (pool rotation).
+  void assign_profile(std::size_t index, std::string name, std::filesystem::path profile);
+  void set_retire_on_exit(std::size_t index, bool retire) { children_.at(index).retire_on_exit = retire; }
+  void count_restart(std::size_t index) { ++children_.at(index).restarts; }
 
-  std::size_t ready_count() const;
-  std::vector<std::string> names_in(bool ready) const;
+  // Request slots. A child has a free slot while it is ready, below
+  // max_in_flight and its own queue (/health details.queueLength) is empty.
+  bool has_free_slot(std::size_t index) const;
+  void take_slot(std::size_t index, Clock::time_point now);
+  void free_slot(std::size_t index, bool served, Clock::time_point now);
+
+  // The next child after the last one picked, skipping `tried`: with a free
+  // slot when `need_free_slot`, else any serving (ready or busy) child.
+  std::optional<std::size_t> pick(const std::vector<bool>& tried, bool need_free_slot);
+  bool any_serving(const std::vector<bool>& tried) const;
+
+  // Called after any change that may let a waiting request go (a child
+  // became ready, a slot came free).
+  void set_capacity_listener(std::function<void()> listener) { capacity_listener_ = std::move(listener); }
+
+  // Which child holds a req_id, as seen in streamed chunk ids.
+  void remember_req_id(const std::string& req_id, std::size_t index) { req_owners_[req_id] = index; }
+  void forget_req_id(const std::string& req_id) { req_owners_.erase(req_id); }
+  std::optional<std::size_t> owner_of(const std::string& req_id) const;
+
+  std::size_t serving_count() const;
+  std::vector<std::string> names_serving(bool serving) const;
 
  private:
-  bool transition(std::size_t index, ChildState next, std::string_view reason, Clock::time_point now);
+  void notify_capacity();
 
   std::vector<Child> children_;
-  std::size_t cursor_ = 0;  // where the next round-robin search starts
+  std::size_t cursor_ = 0;
+  std::function<void()> capacity_listener_;
+  std::unordered_map<std::string, std::size_t> req_owners_;
 };
 
 }  // namespace coordinator

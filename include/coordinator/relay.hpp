@@ -1,20 +1,25 @@
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "coordinator/asio.hpp"
 #include "coordinator/config.hpp"
+#include "coordinator/dispatcher.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/upstream.hpp"
 
 namespace coordinator {
 
-// What the router needs to forward requests: settings, the children and their
-// connections. Owned by the server; one per process.
+// What the router needs to forward requests: settings, the children, who
+// gets the next request, and their connections. One per process.
 struct ForwardContext {
   const Config& config;
   Registry& registry;
+  Dispatcher& dispatcher;
   UpstreamPool& pool;
+  // Stop and restart a child that stalled (the supervisor's job).
+  std::function<void(std::size_t, std::string)> recycle;
 };
 
 struct ForwardResult {
@@ -24,11 +29,16 @@ struct ForwardResult {
   std::uint64_t bytes_sent = 0;  // body bytes relayed to the client
 };
 
-// Forwards `request` to the next ready child and relays its answer to
-// `client` as it arrives, retrying on the next child while nothing has been
-// sent. `stream_requested` is the body's "stream": true.
+// Forwards `request` to a child and relays its answer to `client` as it
+// arrives, retrying on the next child while nothing has been sent.
+// `stream_requested` is the body's "stream": true; `takes_slot` is false for
+// requests that do not occupy a child (/v1/models).
 awaitable<ForwardResult> forward_request(ForwardContext& context, beast::tcp_stream& client,
                                          const http::request<http::string_body>& request, bool stream_requested,
-                                         bool client_keep_alive);
+                                         bool takes_slot, bool client_keep_alive);
+
+// Sends POST /v1/cancel/{req_id} to one child; logs the outcome.
+awaitable<void> cancel_on_child(std::string child, std::string host, int port, std::string req_id,
+                                Clock::duration timeout);
 
 }  // namespace coordinator

@@ -10,8 +10,10 @@
 
 namespace coordinator {
 
-// Opens a connection to 127.0.0.1:`port` within `timeout`.
-awaitable<std::optional<beast::tcp_stream>> connect_to_child(int port, Clock::duration timeout, error_code& ec);
+// Opens a connection to `host`:`port` within `timeout` (a name is resolved
+// off the event loop by Asio's resolver).
+awaitable<std::optional<beast::tcp_stream>> connect_to_child(const std::string& host, int port, Clock::duration timeout,
+                                                             error_code& ec);
 
 // Idle keep-alive connections per child, so requests do not pay a handshake.
 // A connection goes back only after a complete, well-framed exchange.
@@ -42,7 +44,8 @@ struct SimpleResponse {
   unsigned status = 0;
   std::string body;
 };
-awaitable<std::optional<SimpleResponse>> simple_request(int port, http::verb method, std::string target,
-                                                        std::string body, Clock::duration timeout, std::string& error);
+awaitable<std::optional<SimpleResponse>> simple_request(std::string host, int port, http::verb method,
+                                                        std::string target, std::string body, Clock::duration timeout,
+                                                        std::string& error);
 
 }  // namespace coordinator

@@ -24,6 +24,16 @@ Environment:
 * ``COORDINATOR_TEST_KEEP=1`` keep every temp dir (by default a temp dir is kept, and its path
   printed to stderr, only when the ``with`` block raised).
 
+At import, ``COORDINATOR_BIN --help`` is run once (:data:`HELP_TEXT`): when it lists
+``--start-stagger``, every :class:`Coordinator` passes ``--start-stagger 0`` unless the test
+asks for another value, and every ``Env:NAME`` it lists is removed from the inherited
+environment.
+
+Attach mode (``Coordinator({}, attach={"a": {...}, "b": {...}})``): the harness itself starts
+one fake child per ``attach`` entry (same launcher flags, free ports, this run's state dir),
+waits for its /health, and runs the coordinator with ``--upstream [LABEL=]http://127.0.0.1:PORT``
+instead of ``--profiles``; at exit those children (and their grandchildren) are ended by PID.
+
 The fake child is described in ``docs/fake-child-contract.md``: its ``"_fake"`` options are
 what the ``profiles`` dict of :class:`Coordinator` maps each profile name to.
 """
@@ -32,6 +42,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -54,13 +65,48 @@ __all__ = [
     "REPO_ROOT", "COORDINATOR_BIN", "FAKE_CHILD", "HOST",
     "binary_available", "pid_alive", "wait_until", "port_is_free", "free_port", "free_port_base",
     "hold_port", "Response", "http_request", "get", "post_json", "RawConnection", "raw_exchange",
-    "storage_state", "ready_names", "served_by", "Coordinator",
+    "storage_state", "ready_names", "served_by", "Coordinator", "HELP_TEXT", "has_flag",
+    "HAS_START_STAGGER", "log_time",
 ]
 
 
 def binary_available():
     """True if COORDINATOR_BIN exists and is executable."""
     return os.path.isfile(COORDINATOR_BIN) and os.access(COORDINATOR_BIN, os.X_OK)
+
+
+def _read_help():
+    if not binary_available():
+        return ""
+    try:
+        r = subprocess.run([COORDINATOR_BIN, "--help"], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return (r.stdout + r.stderr).decode("utf-8", "replace")
+
+
+HELP_TEXT = _read_help()
+HAS_START_STAGGER = "--start-stagger" in HELP_TEXT
+
+
+def has_flag(flag):
+    """True if `flag` (e.g. "--pool-size") appears in the binary's --help (read at import)."""
+    return re.search(re.escape(flag) + r"(?![\w-])", HELP_TEXT) is not None
+
+
+_LOG_TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2}(?:\.\d+)?)")
+
+
+def log_time(line):
+    """The Unix time of a coordinator log line's leading local timestamp
+    (``YYYY-MM-DD HH:MM:SS.mmm``), or None."""
+    m = _LOG_TIME_RE.match(line)
+    if not m:
+        return None
+    whole, _, frac = m.group(2).partition(".")
+    t = time.mktime(time.strptime(f"{m.group(1)} {whole}", "%Y-%m-%d %H:%M:%S"))
+    return t + (float("0." + frac) if frac else 0.0)
 
 
 # ---------------------------------------------------------------------------
@@ -419,12 +465,14 @@ def _names(items):
     return out
 
 
-# Environment variables the coordinator may read as flag defaults: never inherited.
+# Environment variables the coordinator may read as flag defaults, or that it passes on to
+# children and the tests check: never inherited.
 _COORDINATOR_ENV = {
     "BASE_API_PORT", "BASE_STREAM_PORT", "BASE_CAMOUFOX_PORT", "PORT_STEP", "LOG_DIR",
     "HEADLESS", "NO_HEADLESS", "SHUTDOWN_GRACE", "READY_TIMEOUT", "HEALTH_INTERVAL",
     "CONNECT_TIMEOUT", "REQUEST_TIMEOUT", "MAX_BODY", "STREAM_IDLE_TIMEOUT", "SSE_HEARTBEAT",
-}
+    "AUTO_ROTATE_AUTH_PROFILE", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy",
+} | set(re.findall(r"Env:\s*([A-Za-z_][A-Za-z0-9_]*)", HELP_TEXT))
 
 _NOT_READY_KEYS = ("never_ready", "crash_on_start", "health_hang", "orphan_grandchild")
 
@@ -465,6 +513,22 @@ class Coordinator:
         raise AssertionError from ``__exit__`` when processes were leaked: recorded
         child/grandchild pids still alive, or any process carrying this run's
         FAKE_CHILD_STATE_DIR in its environment (see :meth:`tagged_pids`).
+    start_stagger : "default", number or None
+        ``--start-stagger`` value: by default 0 when the binary's --help lists the flag
+        (else the flag is not passed); a number is always passed; None never.
+    env_files : dict or None
+        name -> dict (written as KEY=VALUE lines) or str (verbatim), written as
+        ``profiles/NAME.env`` next to the profile (see :meth:`write_env_file`).
+    attach : dict or None
+        attach mode: name -> ``_fake`` options of a fake child the harness starts itself
+        (profile ``attached/NAME.json``, free ports, stdout/stderr to
+        ``attached/NAME.log``, ``spawn_grandchild`` false unless given).  The coordinator
+        gets one ``--upstream`` per entry and, when `profiles` is empty, no --profiles,
+        --launcher, --python or port-base flags.  At exit each such child is sent SIGTERM
+        then SIGKILL by PID (its recorded grandchild too) after the coordinator stopped.
+    attach_labels : dict or None
+        name -> label for ``--upstream LABEL=URL``; default label = name; None = no label
+        (the coordinator then names it HOST:PORT).
 
     Attributes: ``dir``, ``profiles_dir``, ``log_dir``, ``state_dir``, ``stdout_path``,
     ``stderr_path``, ``port``, ``api_base``, ``stream_base``, ``camoufox_base``,
@@ -476,11 +540,19 @@ class Coordinator:
     def __init__(self, profiles, extra_args=(), wait_ready="auto", ready_wait=20.0,
                  port_step=1, health_interval=0.2, ready_timeout=10, profiles_dir=None,
                  env=None, args_override=None, stop_timeout=20.0, leak_grace=5.0,
-                 check_leaks=True, launcher=None, python=None):
+                 check_leaks=True, launcher=None, python=None, start_stagger="default",
+                 env_files=None, attach=None, attach_labels=None):
         self.profiles = dict(profiles)
+        self.attach = dict(attach or {})
+        self.attach_labels = {n: n for n in self.attach}
+        self.attach_labels.update(attach_labels or {})
+        self.attached = {}  # name -> {"proc", "port", "url", "label", "log"}
+        if start_stagger == "default":
+            start_stagger = 0 if HAS_START_STAGGER else None
+        self.start_stagger = start_stagger
         self.extra_args = list(extra_args)
         if wait_ready == "auto":
-            wait_ready = sum(1 for v in self.profiles.values()
+            wait_ready = sum(1 for v in list(self.profiles.values()) + list(self.attach.values())
                              if (v is None or isinstance(v, dict))
                              and not any((v or {}).get(k) for k in _NOT_READY_KEYS))
         self.wait_ready_count = wait_ready
@@ -499,6 +571,7 @@ class Coordinator:
         self.proc = None
         self.leaked = []
         self.names = sorted(self.profiles)
+        self.attach_names = sorted(self.attach)
         self.secrets = {}
         self.profile_paths = {}
         self._out_files = []
@@ -509,25 +582,69 @@ class Coordinator:
         self.state_dir = os.path.join(self.dir, "state")
         self.stdout_path = os.path.join(self.dir, "coordinator.stdout")
         self.stderr_path = os.path.join(self.dir, "coordinator.stderr")
-        for d in (self.profiles_dir, self.log_dir, self.state_dir):
+        self.attached_dir = os.path.join(self.dir, "attached")
+        for d in (self.profiles_dir, self.log_dir, self.state_dir, self.attached_dir):
             os.makedirs(d)
         for name, value in self.profiles.items():
-            path = os.path.join(self.profiles_dir, name + ".json")
-            self.profile_paths[name] = path
-            if isinstance(value, (str, bytes)):
-                with open(path, "wb") as f:
-                    f.write(value.encode() if isinstance(value, str) else value)
-                continue
-            secret = f"secret-cookie-{uuid.uuid4().hex}"
-            self.secrets[name] = [secret, secret + "-ls"]
-            with open(path, "w") as f:
-                json.dump(storage_state(secret, value), f, indent=2)
+            self._write_profile(name, value, self.profiles_dir)
+        for name, value in self.attach.items():
+            fake = dict(value or {})
+            fake.setdefault("spawn_grandchild", False)
+            self._write_profile(name, fake, self.attached_dir)
+        for name, content in (env_files or {}).items():
+            self.write_env_file(name, content)
 
         n = max(1, len(self.profiles))
         self.port = free_port()
         self.api_base = free_port_base(n, port_step)
         self.stream_base = free_port_base(n, port_step)
         self.camoufox_base = free_port_base(n, port_step)
+
+    # -- profiles ----------------------------------------------------------------
+    def _write_profile(self, name, value, folder):
+        path = os.path.join(folder, name + ".json")
+        self.profile_paths[name] = path
+        if isinstance(value, (str, bytes)):
+            with open(path, "wb") as f:
+                f.write(value.encode() if isinstance(value, str) else value)
+            return
+        secret = f"secret-cookie-{uuid.uuid4().hex}"
+        self.secrets[name] = [secret, secret + "-ls"]
+        with open(path, "w") as f:
+            json.dump(storage_state(secret, value), f, indent=2)
+
+    def rewrite_profile(self, name, fake):
+        """Replace profile `name`'s ``_fake`` options (same cookie), atomically.
+
+        A running child keeps the options it read at start; the new ones apply from its
+        next (re)start.  `fake` None removes ``_fake``.
+        """
+        path = self.profile_paths[name]
+        secret = self.secrets[name][0]
+        tmp = os.path.join(os.path.dirname(path), f".{name}.rewrite.tmp")
+        with open(tmp, "w") as f:
+            json.dump(storage_state(secret, fake), f, indent=2)
+        os.replace(tmp, path)
+
+    def env_file_path(self, name):
+        return os.path.join(os.path.dirname(self.profile_paths.get(name) or
+                                            os.path.join(self.profiles_dir, name + ".json")),
+                            name + ".env")
+
+    def write_env_file(self, name, content):
+        """Write ``NAME.env`` next to profile `name`: a dict becomes KEY=VALUE lines, a str
+        is written verbatim.  Returns the path."""
+        if isinstance(content, dict):
+            content = "".join(f"{k}={v}\n" for k, v in content.items())
+        path = self.env_file_path(name)
+        with open(path, "w") as f:
+            f.write(content)
+        return path
+
+    @property
+    def all_names(self):
+        """Spawned profile names, then attached child names."""
+        return self.names + [n for n in self.attach_names if n not in self.names]
 
     # -- ports -------------------------------------------------------------------
     def index(self, name):
@@ -552,6 +669,23 @@ class Coordinator:
         """The full argv (binary first) used to start the coordinator."""
         if self.args_override is not None:
             return [COORDINATOR_BIN] + list(self.args_override)
+        common = []
+        if self.start_stagger is not None:
+            common += ["--start-stagger", str(self.start_stagger)]
+        for name in self.attach_names:
+            label = self.attach_labels.get(name)
+            url = f"http://{HOST}:{self.attached[name]['port']}" if name in self.attached \
+                else f"http://{HOST}:0"
+            common += ["--upstream", f"{label}={url}" if label else url]
+        if self.attach and not self.profiles:
+            return [
+                COORDINATOR_BIN,
+                "--coordinator-host", HOST,
+                "--coordinator-port", str(self.port),
+                "--log-dir", self.log_dir,
+                "--health-interval", str(self.health_interval),
+                "--ready-timeout", str(self.ready_timeout),
+            ] + common + self.extra_args
         return [
             COORDINATOR_BIN,
             "--profiles", self.profiles_dir_override or self.profiles_dir,
@@ -566,13 +700,78 @@ class Coordinator:
             "--log-dir", self.log_dir,
             "--health-interval", str(self.health_interval),
             "--ready-timeout", str(self.ready_timeout),
-        ] + self.extra_args
+        ] + common + self.extra_args
+
+    def _child_env(self):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("COORDINATOR_") and not k.startswith("FAKE_ENV_")
+               and k not in _COORDINATOR_ENV}
+        env["FAKE_CHILD_STATE_DIR"] = self.state_dir
+        return env
+
+    # -- attach mode -----------------------------------------------------------------
+    def start_attached(self, timeout=10.0):
+        """Start the fake children of `attach` (free ports) and wait for their /health."""
+        env = self._child_env()
+        for name in self.attach_names:
+            api = free_port()
+            stream, debug = free_port(), free_port()
+            log = open(os.path.join(self.attached_dir, name + ".log"), "wb")
+            self._out_files.append(log)
+            argv = [self.python, self.launcher, "--server-port", str(api),
+                    "--stream-port", str(stream), "--camoufox-debug-port", str(debug),
+                    "--active-auth-json", self.profile_paths[name], "--headless"]
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, env=env,
+                                    cwd=os.path.dirname(self.launcher), start_new_session=True)
+            self.attached[name] = {"proc": proc, "port": api, "label": self.attach_labels.get(name),
+                                   "url": f"http://{HOST}:{api}"}
+        for name, info in self.attached.items():
+            def healthy(port=info["port"]):
+                try:
+                    return get(port, "/health", timeout=1).status == 200
+                except (OSError, http.client.HTTPException):
+                    return False
+            if any((self.attach.get(name) or {}).get(k) for k in _NOT_READY_KEYS):
+                continue  # not meant to become healthy
+            if not wait_until(healthy, timeout):
+                raise AssertionError(f"attached fake child {name} not healthy after {timeout}s")
+
+    def upstream_name(self, name):
+        """The name the coordinator should give attached child `name`: its label, else HOST:PORT."""
+        info = self.attached[name]
+        return info["label"] or f"{HOST}:{info['port']}"
+
+    def attached_pid(self, name):
+        return self.attached[name]["proc"].pid
+
+    def stop_attached(self, grace=3.0):
+        """End the attached fake children (SIGTERM, then SIGKILL) and their recorded
+        grandchildren, each by PID."""
+        for name, info in self.attached.items():
+            proc = info["proc"]
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+                except OSError:
+                    pass
+            for rec in self.start_records(name):
+                gpid = rec.get("grandchild_pid")
+                if rec.get("pid") == proc.pid and gpid and pid_alive(gpid) and self._is_ours(gpid):
+                    try:
+                        os.kill(gpid, signal.SIGKILL)
+                    except OSError:
+                        pass
 
     def start(self):
         """Start the binary (stdout/stderr to files, own session); returns self."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("COORDINATOR_") and k not in _COORDINATOR_ENV}
-        env["FAKE_CHILD_STATE_DIR"] = self.state_dir
+        if self.attach and not self.attached:
+            self.start_attached()
+        env = self._child_env()
         env.update(self.env_extra)
         self.argv = self.build_argv()
         out = open(self.stdout_path, "wb")
@@ -653,6 +852,7 @@ class Coordinator:
                 self.stop()
             if self.proc is not None:
                 self.proc.wait(timeout=10)
+            self.stop_attached()
             wait_until(lambda: not self.leftover_pids(), self.leak_grace)
             for pid in self.leftover_pids():
                 desc = self.describe_pid(pid)
@@ -799,7 +999,7 @@ class Coordinator:
 
     def all_events(self, event=None):
         """name -> events, for every profile name."""
-        return {n: self.events(n, event) for n in self.names}
+        return {n: self.events(n, event) for n in self.all_names}
 
     def requests(self, name, path=None, method=None):
         """'request' events of profile `name`, filtered by path/method if given."""
@@ -813,7 +1013,7 @@ class Coordinator:
 
     def wait_event(self, pred, timeout=10.0, name=None):
         """Wait for an event satisfying `pred(event)` (in child `name` or any); returns it."""
-        names = [name] if name else self.names
+        names = [name] if name else self.all_names
 
         def find():
             for n in names:
@@ -882,6 +1082,39 @@ class Coordinator:
     def raw(self, timeout=10.0):
         """A :class:`RawConnection` to the coordinator."""
         return RawConnection(self.port, timeout=timeout)
+
+    # -- /ready's children array -----------------------------------------------------
+    def children(self):
+        """GET /ready's ``children`` array (list of dicts; [] if absent or unreadable)."""
+        try:
+            _, body = self.ready()
+        except (OSError, http.client.HTTPException):
+            return []
+        items = (body or {}).get("children") if isinstance(body, dict) else None
+        return [c for c in (items or []) if isinstance(c, dict)]
+
+    def child(self, name):
+        """The /ready ``children`` entry named `name`, or None."""
+        for entry in self.children():
+            if entry.get("name") == name:
+                return entry
+        return None
+
+    def child_states(self):
+        """name -> state, from /ready's ``children``."""
+        return {e.get("name"): e.get("state") for e in self.children()}
+
+    def wait_child(self, name, pred, timeout=10.0, interval=0.05):
+        """Wait until the /ready entry of `name` satisfies `pred(entry)`; returns the entry
+        (or the last one seen, possibly None, on timeout)."""
+        last = [None]
+
+        def check():
+            entry = self.child(name)
+            last[0] = entry
+            return entry if entry is not None and pred(entry) else None
+        got = wait_until(check, timeout, interval)
+        return got if got else last[0]
 
 
 def _read_text(path):

@@ -305,6 +305,37 @@ class ForwardingTests(unittest.TestCase):
 class CancelTests(unittest.TestCase):
 
     def test_cancel_broadcast_200(self):
+        # A non-streamed request: the coordinator never sees its req_id, so the
+        # cancel must go to every child.
+        profiles = {n: {"chat_delay": 8} for n in ("alpha", "beta", "gamma")}
+        with Coordinator(profiles) as c:
+            result = {}
+
+            def run_chat():
+                try:
+                    result["r"] = c.chat("slow answer", timeout=30)
+                except Exception as e:  # noqa: BLE001
+                    result["r"] = e
+            t = threading.Thread(target=run_chat)
+            t.start()
+            ev = c.wait_event(lambda e: e.get("event") == "chat_start", 5)
+            self.assertTrue(ev, "no chat started on any child")
+            req_id, owner = ev["req_id"], ev["name"]
+            r = c.request("POST", f"/v1/cancel/{req_id}")
+            self.assertEqual(r.status, 200, r)
+            body = r.json()
+            self.assertIs(body["success"], True)
+            self.assertEqual(body["completed"], [owner])
+            self.assertEqual(set(body["failed"]), set(c.names) - {owner}, body)
+            t.join(10)
+            self.assertFalse(t.is_alive(), "request did not end after cancel")
+            cancels = c.all_events("cancel")
+            self.assertEqual([e["found"] for e in cancels[owner]], [True])
+            for name in c.names:
+                self.assertEqual(len(cancels[name]), 1, f"cancel not broadcast to {name}")
+                self.assertEqual(cancels[name][0]["req_id"], req_id)
+
+    def test_cancel_of_a_streamed_request_goes_to_its_child_only(self):
         profiles = {n: {"stream_chunks": 300, "stream_interval": 0.1}
                     for n in ("alpha", "beta", "gamma")}
         with Coordinator(profiles) as c:
@@ -317,7 +348,8 @@ class CancelTests(unittest.TestCase):
                     result["r"] = e
             t = threading.Thread(target=run_stream)
             t.start()
-            ev = c.wait_event(lambda e: e.get("event") == "stream_start", 5)
+            # A few chunks in, the coordinator has relayed (and read) the chunk ids.
+            ev = c.wait_event(lambda e: e.get("event") == "chunk_sent" and e.get("n", 0) >= 2, 5)
             self.assertTrue(ev, "no stream started on any child")
             req_id, owner = ev["req_id"], ev["name"]
             r = c.request("POST", f"/v1/cancel/{req_id}")
@@ -325,15 +357,14 @@ class CancelTests(unittest.TestCase):
             body = r.json()
             self.assertIs(body["success"], True)
             self.assertEqual(body["completed"], [owner])
-            self.assertFalse(set(body["failed"]) - (set(c.names) - {owner}), body)
+            self.assertEqual(body["failed"], [])
             t.join(10)
             self.assertFalse(t.is_alive(), "stream did not end after cancel")
             self.assertEqual(getattr(result.get("r"), "status", None), 200, result)
             cancels = c.all_events("cancel")
             self.assertEqual([e["found"] for e in cancels[owner]], [True])
-            for name in c.names:
-                self.assertEqual(len(cancels[name]), 1, f"cancel not broadcast to {name}")
-                self.assertEqual(cancels[name][0]["req_id"], req_id)
+            for name in set(c.names) - {owner}:
+                self.assertEqual(cancels.get(name, []), [], f"cancel wrongly sent to {name}")
             done = c.events(owner, "stream_done")
             self.assertTrue(done and done[-1]["cancelled"], done)
 

@@ -150,3 +150,187 @@ TEST(Ports, CoordinatorPortInsideAChildRangeIsRefused) {
   EXPECT_FALSE(validate_port_layout(config, 2).has_value());
   EXPECT_TRUE(validate_port_layout(config, 3).has_value());
 }
+
+namespace {
+
+Upstream upstream_ok(const std::string& text) {
+  auto parsed = parse_upstream(text);
+  EXPECT_TRUE(std::holds_alternative<Upstream>(parsed)) << text << ": " << std::get<std::string>(parsed);
+  return std::holds_alternative<Upstream>(parsed) ? std::get<Upstream>(parsed) : Upstream{};
+}
+
+std::string upstream_error(const std::string& text) {
+  auto parsed = parse_upstream(text);
+  EXPECT_TRUE(std::holds_alternative<std::string>(parsed)) << text << " was accepted";
+  return std::holds_alternative<std::string>(parsed) ? std::get<std::string>(parsed) : std::string{};
+}
+
+}  // namespace
+
+TEST(Upstream, NamedUpstream) {
+  EXPECT_EQ(upstream_ok("a=http://127.0.0.1:3100"), (Upstream{"a", "127.0.0.1", 3100}));
+  EXPECT_EQ(upstream_ok("child-1_x.y:z=http://localhost:1/"), (Upstream{"child-1_x.y:z", "localhost", 1}));
+}
+
+TEST(Upstream, UnnamedUpstreamIsNamedByHostAndPort) {
+  EXPECT_EQ(upstream_ok("http://host:80/"), (Upstream{"host:80", "host", 80}));
+  EXPECT_EQ(upstream_ok("http://10.0.0.7:65535"), (Upstream{"10.0.0.7:65535", "10.0.0.7", 65535}));
+}
+
+TEST(Upstream, BracketedIpv6Host) {
+  EXPECT_EQ(upstream_ok("http://[::1]:3100"), (Upstream{"[::1]:3100", "::1", 3100}));
+  EXPECT_EQ(upstream_ok("v6=http://[fe80::1]:8080/"), (Upstream{"v6", "fe80::1", 8080}));
+}
+
+TEST(Upstream, OnlyPlainHttp) {
+  EXPECT_NE(upstream_error("https://host:443").find("http://"), std::string::npos);
+  EXPECT_NE(upstream_error("a=https://host:443").find("http://"), std::string::npos);
+  EXPECT_NE(upstream_error("host:80").find("http://"), std::string::npos);
+  EXPECT_FALSE(upstream_error("").empty());
+}
+
+TEST(Upstream, PortIsRequired) {
+  EXPECT_NE(upstream_error("http://host").find("HOST:PORT"), std::string::npos);
+  EXPECT_NE(upstream_error("http://host/").find("HOST:PORT"), std::string::npos);
+  EXPECT_NE(upstream_error("http://:80").find("HOST:PORT"), std::string::npos);
+  EXPECT_NE(upstream_error("http://host:").find("port"), std::string::npos);
+  EXPECT_NE(upstream_error("http://host:8o").find("port"), std::string::npos);
+  EXPECT_NE(upstream_error("http://host:-1").find("port"), std::string::npos);
+  EXPECT_FALSE(upstream_error("http://[::1]").empty());
+}
+
+TEST(Upstream, PathIsRefused) {
+  EXPECT_NE(upstream_error("http://host:80/v1").find("path"), std::string::npos);
+  EXPECT_NE(upstream_error("http://host:80//").find("path"), std::string::npos);
+}
+
+TEST(Upstream, PortOutOfRange) {
+  EXPECT_NE(upstream_error("http://host:0").find("range"), std::string::npos);
+  EXPECT_NE(upstream_error("http://host:70000").find("range"), std::string::npos);
+  EXPECT_NE(upstream_error("http://host:65536").find("range"), std::string::npos);
+  EXPECT_FALSE(upstream_error("http://host:123456").empty());
+}
+
+TEST(Upstream, BadNames) {
+  EXPECT_NE(upstream_error("=http://host:80").find("empty name"), std::string::npos);
+  for (const char* text :
+       {"a b=http://host:80", "a/b=http://host:80", "a$=http://host:80", "ü=http://host:80", "a\tb=http://host:80"}) {
+    EXPECT_NE(upstream_error(text).find("name may hold only"), std::string::npos) << text;
+  }
+}
+
+TEST(Upstream, EmptyBracketedHostIsRefused) {
+  // "[]" leaves no host at all; it must not become Upstream{host = ""}.
+  const auto parsed = parse_upstream("http://[]:80");
+  ASSERT_TRUE(std::holds_alternative<std::string>(parsed)) << "accepted with host '" << std::get<Upstream>(parsed).host
+                                                           << "' and name '" << std::get<Upstream>(parsed).name << "'";
+}
+
+TEST(ByteSize, PlainNumbers) {
+  EXPECT_EQ(parse_byte_size("0"), 0u);
+  EXPECT_EQ(parse_byte_size("512"), 512u);
+  EXPECT_EQ(parse_byte_size("512B"), 512u);
+}
+
+TEST(ByteSize, PowersOf1024Suffixes) {
+  EXPECT_EQ(parse_byte_size("1k"), 1024u);
+  EXPECT_EQ(parse_byte_size("1K"), 1024u);
+  EXPECT_EQ(parse_byte_size("800M"), 800ull * 1024 * 1024);
+  EXPECT_EQ(parse_byte_size("2G"), 2ull * 1024 * 1024 * 1024);
+  EXPECT_EQ(parse_byte_size("10MB"), 10ull * 1024 * 1024);
+  EXPECT_EQ(parse_byte_size("3gb"), 3ull * 1024 * 1024 * 1024);
+}
+
+TEST(ByteSize, Refused) {
+  for (const char* text : {"", "abc", "M", "1X", "1T", "-1", " 1", "1 M", "1.5G", "1KiB", "1MBB", "0x10"}) {
+    EXPECT_FALSE(parse_byte_size(text).has_value()) << "'" << text << "'";
+  }
+}
+
+TEST(ByteSize, OverflowIsRefused) {
+  // 99999999999 GiB is beyond 2^64 bytes: refuse it rather than wrap around.
+  EXPECT_EQ(parse_byte_size("16777215G"), 16777215ull << 30);
+  EXPECT_EQ(parse_byte_size("99999999999G"), std::nullopt);
+}
+
+TEST(Config, DispatchAndSupervisionDefaults) {
+  const Config config = parse_ok({});
+  EXPECT_EQ(config.balance, Balance::least_busy);
+  EXPECT_TRUE(config.upstreams.empty());
+  EXPECT_EQ(config.max_child_rss, 0u);
+  EXPECT_EQ(config.pool_size, 0u);
+  EXPECT_EQ(config.max_inflight_per_child, 1u);
+  EXPECT_EQ(config.max_queue, 1000u);
+  EXPECT_DOUBLE_EQ(config.start_stagger, 2);
+}
+
+TEST(Config, BalanceFlag) {
+  EXPECT_EQ(parse_ok({"--balance", "round-robin"}).balance, Balance::round_robin);
+  EXPECT_EQ(parse_ok({"--balance", "least-busy"}).balance, Balance::least_busy);
+  const ExitRequest exit = parse_exit({"--balance", "random"});
+  EXPECT_EQ(exit.code, 2);
+  EXPECT_NE(exit.message.find("error"), std::string::npos) << exit.message;
+  EXPECT_EQ(exit.message.find('\n'), std::string::npos) << exit.message;
+}
+
+TEST(Config, UpstreamFlagIsRepeatable) {
+  const Config config = parse_ok({"--upstream", "a=http://127.0.0.1:3100", "--upstream", "http://127.0.0.1:3101/"});
+  ASSERT_EQ(config.upstreams.size(), 2u);
+  EXPECT_EQ(config.upstreams[0], (Upstream{"a", "127.0.0.1", 3100}));
+  EXPECT_EQ(config.upstreams[1], (Upstream{"127.0.0.1:3101", "127.0.0.1", 3101}));
+}
+
+TEST(Config, UpstreamNameUsedTwiceIsRefused) {
+  const ExitRequest named = parse_exit({"--upstream", "a=http://h:1", "--upstream", "a=http://h:2"});
+  EXPECT_EQ(named.code, 2);
+  EXPECT_NE(named.message.find("'a' is used twice"), std::string::npos) << named.message;
+  const ExitRequest unnamed = parse_exit({"--upstream", "http://h:1", "--upstream", "http://h:1/"});
+  EXPECT_EQ(unnamed.code, 2);
+  EXPECT_NE(unnamed.message.find("used twice"), std::string::npos) << unnamed.message;
+}
+
+TEST(Config, BadUpstreamIsRefusedWithItsReason) {
+  const ExitRequest exit = parse_exit({"--upstream", "https://h:1"});
+  EXPECT_EQ(exit.code, 2);
+  EXPECT_NE(exit.message.find("--upstream https://h:1"), std::string::npos) << exit.message;
+  EXPECT_NE(exit.message.find("http://"), std::string::npos) << exit.message;
+  EXPECT_EQ(exit.message.find('\n'), std::string::npos) << exit.message;
+}
+
+TEST(Config, MaxChildRssTakesASize) {
+  EXPECT_EQ(parse_ok({"--max-child-rss", "1G"}).max_child_rss, 1ull << 30);
+  EXPECT_EQ(parse_ok({"--max-child-rss", "800M"}).max_child_rss, 800ull << 20);
+  EXPECT_EQ(parse_ok({"--max-child-rss", "0"}).max_child_rss, 0u);
+  const ExitRequest exit = parse_exit({"--max-child-rss", "lots"});
+  EXPECT_EQ(exit.code, 2);
+  EXPECT_NE(exit.message.find("--max-child-rss"), std::string::npos) << exit.message;
+}
+
+TEST(Config, PoolSize) {
+  EXPECT_EQ(parse_ok({"--pool-size", "3"}).pool_size, 3u);
+  EXPECT_EQ(parse_ok({"--pool-size", "0"}).pool_size, 0u);
+  EXPECT_NE(parse_exit({"--pool-size", "many"}).code, 0);
+}
+
+TEST(Config, MaxInflightPerChildMustBePositive) {
+  EXPECT_EQ(parse_ok({"--max-inflight-per-child", "4"}).max_inflight_per_child, 4u);
+  const ExitRequest exit = parse_exit({"--max-inflight-per-child", "0"});
+  EXPECT_EQ(exit.code, 2);
+  EXPECT_NE(exit.message.find("error"), std::string::npos) << exit.message;
+}
+
+TEST(Config, StartStaggerMayBeZero) {
+  EXPECT_DOUBLE_EQ(parse_ok({"--start-stagger", "0"}).start_stagger, 0);
+  EXPECT_DOUBLE_EQ(parse_ok({"--start-stagger", "0.5"}).start_stagger, 0.5);
+  EXPECT_NE(parse_exit({"--start-stagger", "-1"}).code, 0);
+}
+
+TEST(Config, HelpDocumentsDispatchAndSupervisionFlags) {
+  const ExitRequest exit = parse_exit({"--help"});
+  EXPECT_EQ(exit.code, 0);
+  for (const char* flag : {"--balance", "--upstream", "--max-child-rss", "--pool-size", "--max-inflight-per-child",
+                           "--max-queue", "--queue-timeout", "--start-stagger", "--max-restarts", "--restart-window",
+                           "--cooldown", "--max-child-age", "--stall-timeout", "--unhealthy-restart-after"}) {
+    EXPECT_NE(exit.message.find(flag), std::string::npos) << flag;
+  }
+}

@@ -6,11 +6,12 @@ using namespace coordinator;
 
 namespace {
 
-Registry make_registry(std::size_t n) {
+Registry make_registry(std::size_t n, std::uint64_t max_in_flight = 1) {
   std::vector<Child> children;
   for (std::size_t i = 0; i < n; ++i) {
     Child child;
     child.name = "c" + std::to_string(i);
+    child.max_in_flight = max_in_flight;
     children.push_back(child);
   }
   return Registry(std::move(children));
@@ -19,22 +20,24 @@ Registry make_registry(std::size_t n) {
 const auto kNow = Clock::now();
 
 void make_ready(Registry& registry, std::size_t index) {
-  registry.report_health(index, true, "", kNow);
+  registry.report_health(index, true, "", 0, kNow);
 }
+
+const std::vector<bool> kNoneTried;
 
 }  // namespace
 
 TEST(Registry, NothingIsPickedBeforeAChildIsReady) {
   Registry registry = make_registry(3);
-  EXPECT_FALSE(registry.pick({}).has_value());
-  EXPECT_EQ(registry.ready_count(), 0u);
+  EXPECT_FALSE(registry.pick(kNoneTried, false).has_value());
+  EXPECT_EQ(registry.serving_count(), 0u);
 }
 
 TEST(Registry, RoundRobinOverReadyChildren) {
   Registry registry = make_registry(3);
   for (std::size_t i = 0; i < 3; ++i) make_ready(registry, i);
   std::vector<std::size_t> picks;
-  for (int i = 0; i < 6; ++i) picks.push_back(*registry.pick({}));
+  for (int i = 0; i < 6; ++i) picks.push_back(*registry.pick(kNoneTried, false));
   EXPECT_EQ(picks, (std::vector<std::size_t>{0, 1, 2, 0, 1, 2}));
 }
 
@@ -42,23 +45,24 @@ TEST(Registry, RoundRobinSkipsChildrenThatAreNotReady) {
   Registry registry = make_registry(3);
   make_ready(registry, 0);
   make_ready(registry, 2);
-  EXPECT_EQ(*registry.pick({}), 0u);
-  EXPECT_EQ(*registry.pick({}), 2u);
-  EXPECT_EQ(*registry.pick({}), 0u);
+  EXPECT_EQ(*registry.pick(kNoneTried, false), 0u);
+  EXPECT_EQ(*registry.pick(kNoneTried, false), 2u);
+  EXPECT_EQ(*registry.pick(kNoneTried, false), 0u);
 }
 
 TEST(Registry, TriedChildrenAreNotPickedAgain) {
   Registry registry = make_registry(3);
   for (std::size_t i = 0; i < 3; ++i) make_ready(registry, i);
   std::vector<bool> tried{true, false, true};
-  EXPECT_EQ(*registry.pick(tried), 1u);
+  EXPECT_EQ(*registry.pick(tried, false), 1u);
   tried[1] = true;
-  EXPECT_FALSE(registry.pick(tried).has_value());
+  EXPECT_FALSE(registry.pick(tried, false).has_value());
+  EXPECT_FALSE(registry.any_serving(tried));
 }
 
 TEST(Registry, StartingChildStaysStartingOnFailedProbe) {
   Registry registry = make_registry(1);
-  EXPECT_FALSE(registry.report_health(0, false, "connect: refused", kNow));
+  EXPECT_FALSE(registry.report_health(0, false, "connect: refused", 0, kNow));
   EXPECT_EQ(registry.at(0).state, ChildState::starting);
   EXPECT_EQ(registry.at(0).last_error, "connect: refused");
 }
@@ -66,12 +70,12 @@ TEST(Registry, StartingChildStaysStartingOnFailedProbe) {
 TEST(Registry, ReadyChildLeavesOnFailedProbeAndComesBack) {
   Registry registry = make_registry(2);
   make_ready(registry, 0);
-  EXPECT_TRUE(registry.report_health(0, false, "/health answered 500", kNow));
+  EXPECT_TRUE(registry.report_health(0, false, "/health answered 500", 0, kNow));
   EXPECT_EQ(registry.at(0).state, ChildState::unhealthy);
-  EXPECT_EQ(registry.names_in(false), (std::vector<std::string>{"c0", "c1"}));
-  EXPECT_FALSE(registry.report_health(0, false, "again", kNow));  // logged once
-  EXPECT_TRUE(registry.report_health(0, true, "", kNow));
-  EXPECT_EQ(registry.names_in(true), (std::vector<std::string>{"c0"}));
+  EXPECT_EQ(registry.names_serving(false), (std::vector<std::string>{"c0", "c1"}));
+  EXPECT_FALSE(registry.report_health(0, false, "again", 0, kNow));  // logged once
+  EXPECT_TRUE(registry.report_health(0, true, "", 0, kNow));
+  EXPECT_EQ(registry.names_serving(true), (std::vector<std::string>{"c0"}));
 }
 
 TEST(Registry, ForwardFailureTakesChildOutUntilHealthReadmits) {
@@ -80,10 +84,10 @@ TEST(Registry, ForwardFailureTakesChildOutUntilHealthReadmits) {
   make_ready(registry, 1);
   EXPECT_TRUE(registry.report_forward_failure(0, "answered 503", kNow));
   EXPECT_EQ(registry.at(0).failures, 1u);
-  EXPECT_EQ(*registry.pick({}), 1u);
-  EXPECT_EQ(*registry.pick({}), 1u);
-  registry.report_health(0, true, "", kNow);
-  EXPECT_EQ(registry.ready_count(), 2u);
+  EXPECT_EQ(*registry.pick(kNoneTried, false), 1u);
+  EXPECT_EQ(*registry.pick(kNoneTried, false), 1u);
+  make_ready(registry, 0);
+  EXPECT_EQ(registry.serving_count(), 2u);
 }
 
 TEST(Registry, ExitedChildIsNotRevivedByAStaleProbe) {
@@ -91,29 +95,74 @@ TEST(Registry, ExitedChildIsNotRevivedByAStaleProbe) {
   make_ready(registry, 0);
   EXPECT_TRUE(registry.report_exit(0, "exited with code 4", kNow));
   EXPECT_EQ(registry.at(0).state, ChildState::exited);
-  EXPECT_FALSE(registry.report_health(0, true, "", kNow));
+  EXPECT_FALSE(registry.report_health(0, true, "", 0, kNow));
   EXPECT_EQ(registry.at(0).state, ChildState::exited);
   EXPECT_EQ(registry.at(0).last_error, "exited with code 4");
 }
 
-TEST(Registry, StoppingThenExitIsNotAnError) {
+TEST(Registry, DrainThenExitRetiresWhenFinal) {
   Registry registry = make_registry(1);
   make_ready(registry, 0);
-  EXPECT_TRUE(registry.report_stopping(0, kNow));
-  EXPECT_FALSE(registry.pick({}).has_value());
+  registry.set_retire_on_exit(0, true);
+  EXPECT_TRUE(registry.apply(0, ChildEvent::drain, {}, kNow));
+  EXPECT_FALSE(registry.pick(kNoneTried, false).has_value());
   EXPECT_TRUE(registry.report_exit(0, "was killed by signal 15", kNow));
-  EXPECT_TRUE(registry.at(0).last_error.empty());
+  EXPECT_EQ(registry.at(0).state, ChildState::retired);
 }
 
-TEST(Registry, RequestAccounting) {
-  Registry registry = make_registry(1);
-  registry.begin_request(0);
-  registry.begin_request(0);
+TEST(Registry, SlotsMakeAChildBusyAndFreeAgain) {
+  Registry registry = make_registry(1, 2);
+  make_ready(registry, 0);
+  EXPECT_TRUE(registry.has_free_slot(0));
+  registry.take_slot(0, kNow);
+  EXPECT_EQ(registry.at(0).state, ChildState::ready);
+  registry.take_slot(0, kNow);
+  EXPECT_EQ(registry.at(0).state, ChildState::busy);
+  EXPECT_FALSE(registry.has_free_slot(0));
   EXPECT_EQ(registry.at(0).in_flight, 2u);
-  registry.end_request(0, true);
-  registry.end_request(0, false);
+  registry.free_slot(0, true, kNow);
+  EXPECT_EQ(registry.at(0).state, ChildState::ready);
+  registry.free_slot(0, false, kNow);
   EXPECT_EQ(registry.at(0).in_flight, 0u);
   EXPECT_EQ(registry.at(0).served, 1u);
+}
+
+TEST(Registry, ChildReportingAQueueHasNoFreeSlot) {
+  Registry registry = make_registry(2);
+  registry.report_health(0, true, "", 3, kNow);
+  make_ready(registry, 1);
+  EXPECT_FALSE(registry.has_free_slot(0));
+  EXPECT_EQ(*registry.pick(kNoneTried, true), 1u);
+  EXPECT_EQ(*registry.pick(kNoneTried, true), 1u);
+}
+
+TEST(Registry, CapacityListenerFiresWhenAChildBecomesReadyOrFrees) {
+  Registry registry = make_registry(1);
+  int calls = 0;
+  registry.set_capacity_listener([&] { ++calls; });
+  make_ready(registry, 0);
+  EXPECT_EQ(calls, 1);
+  registry.take_slot(0, kNow);
+  registry.free_slot(0, true, kNow);
+  EXPECT_GE(calls, 2);
+}
+
+TEST(Registry, RateLimitedChildCoolsAndComesBack) {
+  Registry registry = make_registry(1);
+  make_ready(registry, 0);
+  EXPECT_TRUE(registry.report_rate_limited(0, kNow + std::chrono::seconds(5), kNow));
+  EXPECT_EQ(registry.at(0).state, ChildState::cooling);
+  EXPECT_FALSE(registry.report_health(0, true, "", 0, kNow));  // health does not end a cooldown
+  EXPECT_TRUE(registry.apply(0, ChildEvent::cooldown_over, {}, kNow));
+  EXPECT_EQ(registry.at(0).state, ChildState::ready);
+}
+
+TEST(Registry, ReqIdOwnership) {
+  Registry registry = make_registry(2);
+  registry.remember_req_id("abc", 1);
+  EXPECT_EQ(registry.owner_of("abc"), 1u);
+  registry.forget_req_id("abc");
+  EXPECT_FALSE(registry.owner_of("abc").has_value());
 }
 
 TEST(Registry, FindByName) {

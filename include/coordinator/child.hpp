@@ -1,0 +1,86 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "coordinator/config.hpp"
+
+namespace coordinator {
+
+using Clock = std::chrono::steady_clock;
+
+// Every state a child (one slot of the fleet) can be in.
+enum class ChildState {
+  starting,   // process spawned (or upstream attached), not yet healthy
+  ready,      // healthy, with a free request slot
+  busy,       // healthy, every request slot taken
+  unhealthy,  // failed a health check or a forwarded request
+  cooling,    // rate limited by its account (429): out of rotation until a deadline
+  exited,     // the process is gone; a restart decision is pending
+  backoff,    // waiting to be restarted
+  failed,     // parked after too many failures: not restarted
+  draining,   // takes no new requests; stopped once the in-flight ones finish
+  retired,    // stopped on purpose and not coming back (shutdown, profile removed)
+};
+
+// What can happen to a child. The registry feeds these to `next_state`.
+enum class ChildEvent {
+  spawned,         // a process was started for the slot
+  health_ok,       // a /health check passed
+  health_failed,   // a /health check failed
+  forward_failed,  // a forwarded request failed in a way that blames the child
+  slots_full,      // the last free request slot was taken
+  slot_freed,      // a request slot came free
+  rate_limited,    // the child answered 429
+  cooldown_over,   // its rate-limit deadline passed
+  drain,           // stop giving it requests, then stop it
+  exited,          // the process ended
+  restart_scheduled,
+  parked,
+  ready_timeout,  // never became ready within --ready-timeout
+};
+
+std::string_view to_string(ChildState state);
+std::string_view to_string(ChildEvent event);
+
+// True for the states in which a child takes requests.
+constexpr bool is_serving(ChildState state) {
+  return state == ChildState::ready || state == ChildState::busy;
+}
+
+// The one state machine: the next state for an event, or nothing when the
+// event does not apply in `current` (it is then ignored). `retire_on_exit`
+// says whether a drained child's exit is final.
+std::optional<ChildState> next_state(ChildState current, ChildEvent event, bool retire_on_exit);
+
+// Everything the coordinator knows about one slot of the fleet. The
+// supervisor, the health checker and the router report what they see; only
+// the registry changes `state`.
+struct Child {
+  std::string name;               // the profile (or NAME= of an --upstream) now in this slot
+  std::filesystem::path profile;  // empty for an attached upstream
+  std::string host = "127.0.0.1";
+  ChildPorts ports;
+  bool attached = false;  // an --upstream the coordinator did not spawn
+  ChildState state = ChildState::starting;
+  Clock::time_point state_since{};
+  Clock::time_point started_at{};
+  Clock::time_point serving_since{};
+  Clock::time_point cooling_until{};
+  int pid = 0;
+  std::uint64_t in_flight = 0;
+  std::uint64_t max_in_flight = 1;
+  std::uint64_t external_queue = 0;  // details.queueLength from its /health
+  std::uint64_t served = 0;
+  std::uint64_t failures = 0;
+  std::uint64_t restarts = 0;
+  std::string last_error;
+  bool ever_ready = false;
+  bool retire_on_exit = false;  // drained or stopped for good, not for a restart
+};
+
+}  // namespace coordinator

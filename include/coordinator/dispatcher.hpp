@@ -1,0 +1,59 @@
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "coordinator/config.hpp"
+#include "coordinator/registry.hpp"
+
+namespace coordinator {
+
+// A request waiting for a child. The dispatcher sets `granted` (with the
+// slot already taken) or `refused` (no child could ever serve it), then calls `wake`.
+struct Waiter {
+  const std::vector<bool>* tried = nullptr;
+  std::optional<std::size_t> granted;
+  bool refused = false;
+  std::function<void()> wake;
+};
+
+// Chooses the child for each request and keeps the FIFO of requests waiting
+// for a free one. No I/O: it reads and updates the registry's request slots.
+class Dispatcher {
+ public:
+  Dispatcher(Registry& registry, Balance balance, std::size_t max_queue);
+
+  enum class Verdict { granted, wait, none };
+  struct Choice {
+    Verdict verdict = Verdict::none;
+    std::size_t child = 0;
+  };
+
+  // A child for a request now (its slot taken), or whether it should wait.
+  // least-busy: the next ready child with a free slot; wait while some
+  // untried child is serving but busy. round-robin: the next serving child.
+  Choice acquire(const std::vector<bool>& tried);
+  // A child for work that takes no slot (/v1/models): the next serving one.
+  std::optional<std::size_t> pick_without_slot(const std::vector<bool>& tried);
+
+  // False when the queue is full.
+  bool enqueue(Waiter* waiter);
+  void remove(Waiter* waiter);
+  std::size_t queued() const { return queue_.size(); }
+
+  void release(std::size_t child, bool served);
+  // Hands free slots to waiters in FIFO order; refuses the ones no child can serve.
+  void pump();
+
+ private:
+  Registry& registry_;
+  Balance balance_;
+  std::size_t max_queue_;
+  std::deque<Waiter*> queue_;
+  bool pumping_ = false;
+};
+
+}  // namespace coordinator

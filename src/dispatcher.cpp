@@ -1,0 +1,64 @@
+#include "coordinator/dispatcher.hpp"
+
+#include <algorithm>
+
+namespace coordinator {
+
+Dispatcher::Dispatcher(Registry& registry, Balance balance, std::size_t max_queue)
+    : registry_(registry), balance_(balance), max_queue_(max_queue) {}
+
+Dispatcher::Choice Dispatcher::acquire(const std::vector<bool>& tried) {
+  const bool need_free_slot = balance_ == Balance::least_busy;
+  // Requests already waiting go first.
+  if (!need_free_slot || queue_.empty()) {
+    if (const auto child = registry_.pick(tried, need_free_slot)) {
+      registry_.take_slot(*child, Clock::now());
+      return {Verdict::granted, *child};
+    }
+  }
+  if (need_free_slot && registry_.any_serving(tried)) return {Verdict::wait, 0};
+  return {Verdict::none, 0};
+}
+
+std::optional<std::size_t> Dispatcher::pick_without_slot(const std::vector<bool>& tried) {
+  return registry_.pick(tried, false);
+}
+
+bool Dispatcher::enqueue(Waiter* waiter) {
+  if (queue_.size() >= max_queue_) return false;
+  queue_.push_back(waiter);
+  pump();
+  return true;
+}
+
+void Dispatcher::remove(Waiter* waiter) {
+  queue_.erase(std::remove(queue_.begin(), queue_.end(), waiter), queue_.end());
+}
+
+void Dispatcher::release(std::size_t child, bool served) {
+  registry_.free_slot(child, served, Clock::now());
+}
+
+void Dispatcher::pump() {
+  // take_slot changes states, which calls back into pump through the
+  // registry's capacity listener: one pass at a time.
+  if (pumping_) return;
+  pumping_ = true;
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    Waiter* waiter = *it;
+    if (const auto child = registry_.pick(*waiter->tried, true)) {
+      registry_.take_slot(*child, Clock::now());
+      waiter->granted = *child;
+    } else if (!registry_.any_serving(*waiter->tried)) {
+      waiter->refused = true;
+    } else {
+      ++it;
+      continue;
+    }
+    it = queue_.erase(it);
+    if (waiter->wake) waiter->wake();
+  }
+  pumping_ = false;
+}
+
+}  // namespace coordinator

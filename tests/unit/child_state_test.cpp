@@ -1,0 +1,152 @@
+#include <gtest/gtest.h>
+
+#include <array>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "coordinator/child.hpp"
+
+using namespace coordinator;
+
+namespace {
+
+using S = ChildState;
+using E = ChildEvent;
+using Next = std::optional<ChildState>;
+
+constexpr Next kNo = std::nullopt;  // the event is ignored in this state
+
+constexpr std::array<ChildState, 10> kStates{S::starting, S::ready,   S::busy,   S::unhealthy, S::cooling,
+                                             S::exited,   S::backoff, S::failed, S::draining,  S::retired};
+
+constexpr std::array<ChildEvent, 13> kEvents{E::spawned,      E::health_ok,  E::health_failed,     E::forward_failed,
+                                             E::slots_full,   E::slot_freed, E::rate_limited,      E::cooldown_over,
+                                             E::drain,        E::exited,     E::restart_scheduled, E::parked,
+                                             E::ready_timeout};
+
+struct Row {
+  ChildState state;
+  std::array<Next, kEvents.size()> next;  // in the order of kEvents
+};
+
+// The whole state machine with retire_on_exit = false. Columns, in order:
+//   spawned, health_ok, health_failed, forward_failed, slots_full, slot_freed, rate_limited,
+//   cooldown_over, drain, exited, restart_scheduled, parked, ready_timeout
+// clang-format off
+const std::array<Row, kStates.size()> kTable{{
+  {S::starting,  {S::starting, S::ready, kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      S::draining, S::exited, kNo,        kNo,       S::unhealthy}},
+  {S::ready,     {kNo,         kNo,      S::unhealthy, S::unhealthy, S::busy, kNo,      S::cooling, kNo,      S::draining, S::exited, kNo,        kNo,       kNo}},
+  {S::busy,      {kNo,         kNo,      S::unhealthy, S::unhealthy, kNo,     S::ready, S::cooling, kNo,      S::draining, S::exited, kNo,        kNo,       kNo}},
+  {S::unhealthy, {kNo,         S::ready, kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      S::draining, S::exited, kNo,        kNo,       kNo}},
+  {S::cooling,   {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        S::ready, S::draining, S::exited, kNo,        kNo,       kNo}},
+  {S::exited,    {S::starting, kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       S::backoff, S::failed, kNo}},
+  {S::backoff,   {S::starting, kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       kNo,        S::failed, kNo}},
+  {S::failed,    {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       kNo,        kNo,       kNo}},
+  {S::draining,  {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         S::exited, kNo,        kNo,       kNo}},
+  {S::retired,   {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       kNo,        kNo,       kNo}},
+}};
+// clang-format on
+
+std::string show(Next next) {
+  return next ? std::string(to_string(*next)) : std::string("(ignored)");
+}
+
+void expect_table(bool retire_on_exit) {
+  for (std::size_t s = 0; s < kStates.size(); ++s) {
+    ASSERT_EQ(kTable[s].state, kStates[s]) << "table rows must follow kStates";
+    for (std::size_t e = 0; e < kEvents.size(); ++e) {
+      Next expected = kTable[s].next[e];
+      // The cells retire_on_exit changes: a drained child's exit is final, and
+      // a slot with no process left is retired at once when stopped for good.
+      if (retire_on_exit && kStates[s] == S::draining && kEvents[e] == E::exited) expected = S::retired;
+      if (retire_on_exit && (kStates[s] == S::exited || kStates[s] == S::backoff) && kEvents[e] == E::drain) {
+        expected = S::retired;
+      }
+      const Next got = next_state(kStates[s], kEvents[e], retire_on_exit);
+      EXPECT_EQ(got, expected) << to_string(kStates[s]) << " + " << to_string(kEvents[e])
+                               << " (retire_on_exit=" << retire_on_exit << "): expected " << show(expected) << ", got "
+                               << show(got);
+    }
+  }
+}
+
+}  // namespace
+
+TEST(ChildState, EveryTransitionWithoutRetireOnExit) {
+  expect_table(false);
+}
+
+TEST(ChildState, EveryTransitionWithRetireOnExit) {
+  expect_table(true);
+}
+
+TEST(ChildState, RetireOnExitMattersForADrainedOrStoppedChild) {
+  EXPECT_EQ(next_state(S::draining, E::exited, true), S::retired);
+  EXPECT_EQ(next_state(S::draining, E::exited, false), S::exited);
+  for (ChildState state : {S::starting, S::ready, S::busy, S::unhealthy, S::cooling}) {
+    EXPECT_EQ(next_state(state, E::exited, true), S::exited) << to_string(state);
+  }
+}
+
+TEST(ChildState, AGoneProcessIsNeverServing) {
+  // No event takes a child that is not running (exited, backoff, failed,
+  // retired) straight into a serving state: it must be spawned first.
+  for (ChildState state : {S::exited, S::backoff, S::failed, S::retired}) {
+    for (ChildEvent event : kEvents) {
+      for (bool retire : {false, true}) {
+        const Next next = next_state(state, event, retire);
+        if (next) {
+          EXPECT_FALSE(is_serving(*next)) << to_string(state) << " + " << to_string(event);
+        }
+      }
+    }
+  }
+}
+
+TEST(ChildState, TerminalStatesIgnoreEveryEvent) {
+  for (ChildEvent event : kEvents) {
+    EXPECT_EQ(next_state(S::retired, event, false), kNo) << to_string(event);
+    EXPECT_EQ(next_state(S::retired, event, true), kNo) << to_string(event);
+    EXPECT_EQ(next_state(S::failed, event, false), kNo) << to_string(event);
+    EXPECT_EQ(next_state(S::failed, event, true), kNo) << to_string(event);
+  }
+}
+
+TEST(ChildState, StateNames) {
+  EXPECT_EQ(to_string(S::starting), "starting");
+  EXPECT_EQ(to_string(S::ready), "ready");
+  EXPECT_EQ(to_string(S::busy), "busy");
+  EXPECT_EQ(to_string(S::unhealthy), "unhealthy");
+  EXPECT_EQ(to_string(S::cooling), "cooling");
+  EXPECT_EQ(to_string(S::exited), "exited");
+  EXPECT_EQ(to_string(S::backoff), "backoff");
+  EXPECT_EQ(to_string(S::failed), "failed");
+  EXPECT_EQ(to_string(S::draining), "draining");
+  EXPECT_EQ(to_string(S::retired), "retired");
+  EXPECT_EQ(to_string(static_cast<ChildState>(99)), "unknown");
+}
+
+TEST(ChildState, EventNames) {
+  EXPECT_EQ(to_string(E::spawned), "spawned");
+  EXPECT_EQ(to_string(E::health_ok), "health_ok");
+  EXPECT_EQ(to_string(E::health_failed), "health_failed");
+  EXPECT_EQ(to_string(E::forward_failed), "forward_failed");
+  EXPECT_EQ(to_string(E::slots_full), "slots_full");
+  EXPECT_EQ(to_string(E::slot_freed), "slot_freed");
+  EXPECT_EQ(to_string(E::rate_limited), "rate_limited");
+  EXPECT_EQ(to_string(E::cooldown_over), "cooldown_over");
+  EXPECT_EQ(to_string(E::drain), "drain");
+  EXPECT_EQ(to_string(E::exited), "exited");
+  EXPECT_EQ(to_string(E::restart_scheduled), "restart_scheduled");
+  EXPECT_EQ(to_string(E::parked), "parked");
+  EXPECT_EQ(to_string(E::ready_timeout), "ready_timeout");
+  EXPECT_EQ(to_string(static_cast<ChildEvent>(99)), "unknown");
+}
+
+TEST(ChildState, OnlyReadyAndBusyAreServing) {
+  for (ChildState state : kStates) {
+    EXPECT_EQ(is_serving(state), state == S::ready || state == S::busy) << to_string(state);
+  }
+  static_assert(is_serving(S::ready) && is_serving(S::busy) && !is_serving(S::draining));
+}

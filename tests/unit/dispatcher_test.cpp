@@ -1,0 +1,328 @@
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "coordinator/dispatcher.hpp"
+
+using namespace coordinator;
+
+namespace {
+
+using Verdict = Dispatcher::Verdict;
+
+Registry make_registry(std::size_t n, std::uint64_t max_in_flight = 1) {
+  std::vector<Child> children;
+  for (std::size_t i = 0; i < n; ++i) {
+    Child child;
+    child.name = "c" + std::to_string(i);
+    child.max_in_flight = max_in_flight;
+    children.push_back(child);
+  }
+  return Registry(std::move(children));
+}
+
+const auto kNow = Clock::now();
+const std::vector<bool> kNoneTried;
+
+void make_ready(Registry& registry, std::size_t index) {
+  registry.report_health(index, true, "", 0, kNow);
+}
+
+// A registry of `n` ready children and a dispatcher over it, wired as the app does.
+struct Fleet {
+  Fleet(std::size_t n, Balance balance, std::size_t max_queue = 1000, std::uint64_t max_in_flight = 1,
+        bool ready = true)
+      : registry(make_registry(n, max_in_flight)), dispatcher(registry, balance, max_queue) {
+    registry.set_capacity_listener([this] { dispatcher.pump(); });
+    if (ready) {
+      for (std::size_t i = 0; i < n; ++i) make_ready(registry, i);
+    }
+  }
+  std::size_t granted(const std::vector<bool>& tried = kNoneTried) {
+    const auto choice = dispatcher.acquire(tried);
+    EXPECT_EQ(choice.verdict, Verdict::granted);
+    return choice.child;
+  }
+  Registry registry;
+  Dispatcher dispatcher;
+};
+
+// A queued request that records when and how it was woken.
+struct TestWaiter {
+  explicit TestWaiter(std::vector<int>* log, int id, std::vector<bool> tried_children = {})
+      : tried(std::move(tried_children)) {
+    waiter.tried = &tried;
+    waiter.wake = [log, id] { log->push_back(id); };
+  }
+  std::vector<bool> tried;
+  Waiter waiter;
+};
+
+}  // namespace
+
+TEST(Dispatcher, LeastBusyTakesTheNextChildWithAFreeSlotInTurn) {
+  Fleet fleet(3, Balance::least_busy, 1000, 2);
+  std::vector<std::size_t> picks;
+  for (int i = 0; i < 6; ++i) picks.push_back(fleet.granted());
+  EXPECT_EQ(picks, (std::vector<std::size_t>{0, 1, 2, 0, 1, 2}));
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(fleet.registry.at(i).in_flight, 2u);
+    EXPECT_EQ(fleet.registry.at(i).state, ChildState::busy);
+  }
+}
+
+TEST(Dispatcher, LeastBusySkipsChildrenWithoutAFreeSlot) {
+  Fleet fleet(3, Balance::least_busy);
+  EXPECT_EQ(fleet.granted(), 0u);
+  EXPECT_EQ(fleet.granted(), 1u);
+  fleet.dispatcher.release(0, true);
+  // Child 2 is next in turn; then child 0 is the only one free.
+  EXPECT_EQ(fleet.granted(), 2u);
+  EXPECT_EQ(fleet.granted(), 0u);
+  EXPECT_EQ(fleet.registry.at(0).served, 1u);
+}
+
+TEST(Dispatcher, LeastBusySkipsTriedChildren) {
+  Fleet fleet(3, Balance::least_busy);
+  EXPECT_EQ(fleet.granted({true, false, true}), 1u);
+}
+
+TEST(Dispatcher, WaitWhenEveryServingChildIsBusy) {
+  Fleet fleet(2, Balance::least_busy);
+  fleet.granted();
+  fleet.granted();
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried).verdict, Verdict::wait);
+  // A busy child that was already tried is no reason to wait.
+  EXPECT_EQ(fleet.dispatcher.acquire({true, false}).verdict, Verdict::wait);
+  EXPECT_EQ(fleet.dispatcher.acquire({true, true}).verdict, Verdict::none);
+}
+
+TEST(Dispatcher, NoneWithoutAServingChild) {
+  Fleet fleet(2, Balance::least_busy, 1000, 1, /*ready=*/false);
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried).verdict, Verdict::none);
+  fleet.registry.report_health(0, false, "down", 0, kNow);
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried).verdict, Verdict::none);
+
+  Fleet round_robin(2, Balance::round_robin, 1000, 1, /*ready=*/false);
+  EXPECT_EQ(round_robin.dispatcher.acquire(kNoneTried).verdict, Verdict::none);
+}
+
+TEST(Dispatcher, NoneWhileEveryChildIsUnhealthyOrCooling) {
+  Fleet fleet(2, Balance::least_busy);
+  fleet.registry.report_forward_failure(0, "answered 503", kNow);
+  fleet.registry.report_rate_limited(1, kNow + std::chrono::seconds(60), kNow);
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried).verdict, Verdict::none);
+}
+
+TEST(Dispatcher, EnqueueRespectsMaxQueue) {
+  Fleet fleet(1, Balance::least_busy, 2);
+  fleet.granted();
+  std::vector<int> woken;
+  TestWaiter a(&woken, 1), b(&woken, 2), c(&woken, 3);
+  EXPECT_TRUE(fleet.dispatcher.enqueue(&a.waiter));
+  EXPECT_TRUE(fleet.dispatcher.enqueue(&b.waiter));
+  EXPECT_FALSE(fleet.dispatcher.enqueue(&c.waiter));
+  EXPECT_EQ(fleet.dispatcher.queued(), 2u);
+  EXPECT_TRUE(woken.empty());
+  fleet.dispatcher.remove(&a.waiter);
+  EXPECT_TRUE(fleet.dispatcher.enqueue(&c.waiter));
+  EXPECT_EQ(fleet.dispatcher.queued(), 2u);
+}
+
+TEST(Dispatcher, ZeroMaxQueueRefusesEveryWaiter) {
+  Fleet fleet(1, Balance::least_busy, 0);
+  fleet.granted();
+  std::vector<int> woken;
+  TestWaiter a(&woken, 1);
+  EXPECT_FALSE(fleet.dispatcher.enqueue(&a.waiter));
+  EXPECT_EQ(fleet.dispatcher.queued(), 0u);
+}
+
+TEST(Dispatcher, WaitersAreGrantedInOrderAsSlotsFree) {
+  Fleet fleet(1, Balance::least_busy);
+  fleet.granted();
+  std::vector<int> woken;
+  TestWaiter a(&woken, 1), b(&woken, 2), c(&woken, 3);
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&a.waiter));
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&b.waiter));
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&c.waiter));
+  EXPECT_TRUE(woken.empty());
+
+  fleet.dispatcher.release(0, true);
+  EXPECT_EQ(woken, (std::vector<int>{1}));
+  EXPECT_EQ(a.waiter.granted, std::optional<std::size_t>{0});
+  EXPECT_FALSE(b.waiter.granted.has_value());
+  EXPECT_EQ(fleet.dispatcher.queued(), 2u);
+  // The slot went straight to the waiter: the child is busy again.
+  EXPECT_EQ(fleet.registry.at(0).state, ChildState::busy);
+  EXPECT_EQ(fleet.registry.at(0).in_flight, 1u);
+
+  fleet.dispatcher.release(0, true);
+  EXPECT_EQ(woken, (std::vector<int>{1, 2}));
+  EXPECT_EQ(b.waiter.granted, std::optional<std::size_t>{0});
+  fleet.dispatcher.release(0, true);
+  EXPECT_EQ(woken, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(c.waiter.granted, std::optional<std::size_t>{0});
+  EXPECT_EQ(fleet.dispatcher.queued(), 0u);
+  EXPECT_FALSE(a.waiter.refused || b.waiter.refused || c.waiter.refused);
+  EXPECT_EQ(fleet.registry.at(0).served, 3u);
+}
+
+TEST(Dispatcher, AChildBecomingReadyServesTheQueue) {
+  Fleet fleet(2, Balance::least_busy);
+  fleet.granted();
+  fleet.granted();
+  std::vector<int> woken;
+  TestWaiter a(&woken, 1);
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&a.waiter));
+  // Child 1 fails and comes back healthy: the waiter gets it.
+  fleet.registry.report_forward_failure(1, "answered 503", kNow);
+  fleet.dispatcher.release(1, false);
+  EXPECT_TRUE(woken.empty());
+  make_ready(fleet.registry, 1);
+  EXPECT_EQ(woken, (std::vector<int>{1}));
+  EXPECT_EQ(a.waiter.granted, std::optional<std::size_t>{1});
+}
+
+TEST(Dispatcher, WaiterThatTriedEveryServingChildIsRefused) {
+  Fleet fleet(2, Balance::least_busy);
+  fleet.granted();
+  fleet.granted();
+  std::vector<int> woken;
+  TestWaiter a(&woken, 1, {true, false});  // waits for child 1
+  TestWaiter b(&woken, 2);
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&a.waiter));
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&b.waiter));
+  EXPECT_TRUE(woken.empty());
+  // Child 1 leaves service; only child 0, which `a` tried, still serves.
+  fleet.registry.report_forward_failure(1, "answered 503", kNow);
+  fleet.dispatcher.pump();
+  EXPECT_EQ(woken, (std::vector<int>{1}));
+  EXPECT_TRUE(a.waiter.refused);
+  EXPECT_FALSE(a.waiter.granted.has_value());
+  EXPECT_FALSE(b.waiter.refused);
+  EXPECT_EQ(fleet.dispatcher.queued(), 1u);
+  // `b` still gets child 0 when it frees.
+  fleet.dispatcher.release(0, true);
+  EXPECT_EQ(woken, (std::vector<int>{1, 2}));
+  EXPECT_EQ(b.waiter.granted, std::optional<std::size_t>{0});
+}
+
+TEST(Dispatcher, WaiterWithNothingLeftToTryIsRefusedOnEnqueue) {
+  Fleet fleet(2, Balance::least_busy);
+  fleet.granted();
+  fleet.granted();
+  std::vector<int> woken;
+  TestWaiter a(&woken, 1, {true, true});
+  EXPECT_TRUE(fleet.dispatcher.enqueue(&a.waiter));
+  EXPECT_TRUE(a.waiter.refused);
+  EXPECT_EQ(woken, (std::vector<int>{1}));
+  EXPECT_EQ(fleet.dispatcher.queued(), 0u);
+}
+
+TEST(Dispatcher, RemovedWaiterIsNeverGranted) {
+  Fleet fleet(1, Balance::least_busy);
+  fleet.granted();
+  std::vector<int> woken;
+  TestWaiter a(&woken, 1), b(&woken, 2);
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&a.waiter));
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&b.waiter));
+  fleet.dispatcher.remove(&a.waiter);
+  EXPECT_EQ(fleet.dispatcher.queued(), 1u);
+  fleet.dispatcher.remove(&a.waiter);  // twice is harmless
+  EXPECT_EQ(fleet.dispatcher.queued(), 1u);
+  fleet.dispatcher.release(0, true);
+  EXPECT_EQ(woken, (std::vector<int>{2}));
+  EXPECT_FALSE(a.waiter.granted.has_value());
+  EXPECT_EQ(b.waiter.granted, std::optional<std::size_t>{0});
+}
+
+TEST(Dispatcher, RoundRobinHandsOutBusyChildrenAndNeverWaits) {
+  Fleet fleet(2, Balance::round_robin);
+  std::vector<std::size_t> picks;
+  for (int i = 0; i < 5; ++i) picks.push_back(fleet.granted());
+  EXPECT_EQ(picks, (std::vector<std::size_t>{0, 1, 0, 1, 0}));
+  EXPECT_EQ(fleet.registry.at(0).in_flight, 3u);
+  EXPECT_EQ(fleet.registry.at(1).in_flight, 2u);
+  EXPECT_EQ(fleet.registry.at(0).state, ChildState::busy);
+  EXPECT_EQ(fleet.dispatcher.acquire({true, true}).verdict, Verdict::none);
+}
+
+TEST(Dispatcher, RoundRobinSkipsChildrenOutOfService) {
+  Fleet fleet(3, Balance::round_robin);
+  fleet.registry.report_forward_failure(1, "answered 503", kNow);
+  std::vector<std::size_t> picks;
+  for (int i = 0; i < 4; ++i) picks.push_back(fleet.granted());
+  EXPECT_EQ(picks, (std::vector<std::size_t>{0, 2, 0, 2}));
+}
+
+TEST(Dispatcher, PickWithoutSlotTakesNoSlot) {
+  Fleet fleet(2, Balance::least_busy);
+  EXPECT_EQ(fleet.dispatcher.pick_without_slot(kNoneTried), std::optional<std::size_t>{0});
+  EXPECT_EQ(fleet.dispatcher.pick_without_slot(kNoneTried), std::optional<std::size_t>{1});
+  EXPECT_EQ(fleet.registry.at(0).in_flight, 0u);
+  EXPECT_EQ(fleet.registry.at(1).in_flight, 0u);
+  EXPECT_EQ(fleet.registry.at(0).state, ChildState::ready);
+  // Busy children still answer work that needs no slot.
+  fleet.granted();
+  fleet.granted();
+  EXPECT_TRUE(fleet.dispatcher.pick_without_slot(kNoneTried).has_value());
+  EXPECT_EQ(fleet.dispatcher.pick_without_slot({true, false}), std::optional<std::size_t>{1});
+  EXPECT_FALSE(fleet.dispatcher.pick_without_slot({true, true}).has_value());
+}
+
+TEST(Dispatcher, PickWithoutSlotFindsNothingWithoutAServingChild) {
+  Fleet fleet(2, Balance::least_busy, 1000, 1, /*ready=*/false);
+  EXPECT_FALSE(fleet.dispatcher.pick_without_slot(kNoneTried).has_value());
+}
+
+TEST(Dispatcher, ChildReportingItsOwnQueueIsSkippedByLeastBusy) {
+  Fleet fleet(2, Balance::least_busy);
+  fleet.registry.report_health(0, true, "", 3, kNow);
+  EXPECT_EQ(fleet.granted(), 1u);
+  // Child 0 is serving but has no free slot: wait rather than pile onto it.
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried).verdict, Verdict::wait);
+  EXPECT_EQ(fleet.registry.at(0).in_flight, 0u);
+
+  std::vector<int> woken;
+  TestWaiter a(&woken, 1);
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&a.waiter));
+  EXPECT_TRUE(woken.empty());
+  // Its queue empties: the waiter gets it.
+  fleet.registry.report_health(0, true, "", 0, kNow);
+  EXPECT_EQ(woken, (std::vector<int>{1}));
+  EXPECT_EQ(a.waiter.granted, std::optional<std::size_t>{0});
+}
+
+TEST(Dispatcher, NewRequestDoesNotJumpTheQueue) {
+  Fleet fleet(2, Balance::least_busy);
+  fleet.granted();
+  fleet.granted();
+  std::vector<int> woken;
+  TestWaiter a(&woken, 1, {true, false});  // can only use child 1
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&a.waiter));
+  fleet.dispatcher.release(0, true);
+  EXPECT_TRUE(woken.empty());
+  EXPECT_TRUE(fleet.registry.has_free_slot(0));
+  // Child 0 is free, but a request is already queued: a new one waits too...
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried).verdict, Verdict::wait);
+  EXPECT_EQ(fleet.registry.at(0).in_flight, 0u);
+  // ...and, queued behind it, gets child 0 at once because `a` cannot use it.
+  TestWaiter b(&woken, 2);
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&b.waiter));
+  EXPECT_EQ(woken, (std::vector<int>{2}));
+  EXPECT_EQ(b.waiter.granted, std::optional<std::size_t>{0});
+  EXPECT_EQ(fleet.dispatcher.queued(), 1u);
+}
+
+TEST(Dispatcher, QueuedRequestIsServedBeforeALaterOne) {
+  Fleet fleet(1, Balance::least_busy);
+  fleet.granted();
+  std::vector<int> woken;
+  TestWaiter a(&woken, 1);
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&a.waiter));
+  fleet.dispatcher.release(0, true);
+  EXPECT_EQ(a.waiter.granted, std::optional<std::size_t>{0});
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried).verdict, Verdict::wait);
+}
