@@ -8,14 +8,18 @@
 #include <iostream>
 #include <memory>
 
+#include "coordinator/api_keys.hpp"
 #include "coordinator/asio.hpp"
 #include "coordinator/dispatcher.hpp"
 #include "coordinator/health_checker.hpp"
 #include "coordinator/http_server.hpp"
+#include "coordinator/http_util.hpp"
+#include "coordinator/metrics.hpp"
 #include "coordinator/orphan_guard.hpp"
 #include "coordinator/orphan_reaper.hpp"
 #include "coordinator/profiles.hpp"
 #include "coordinator/registry.hpp"
+#include "coordinator/sd_notify.hpp"
 #include "coordinator/supervisor.hpp"
 #include "coordinator/upstream.hpp"
 
@@ -26,6 +30,18 @@ namespace {
 constexpr std::size_t kIdleConnectionsPerChild = 16;
 // Children (uvicorn) close idle keep-alive connections after 5 s.
 constexpr auto kMaxIdleAge = std::chrono::seconds(4);
+
+// Cookies are a logged-in session: a profile others can read deserves a warning.
+void warn_about_open_permissions(const std::vector<Profile>& profiles) {
+  for (const auto& profile : profiles) {
+    std::error_code ec;
+    const auto permissions = std::filesystem::status(profile.path, ec).permissions();
+    using std::filesystem::perms;
+    if (!ec && (permissions & (perms::group_read | perms::others_read)) != perms::none) {
+      spdlog::warn("profile {} is readable by group or others; chmod 600 it", profile.path.string());
+    }
+  }
+}
 
 int fail(const std::string& message) {
   spdlog::error("{}", message);
@@ -54,10 +70,33 @@ Child make_child(const Config& config, std::string name, std::filesystem::path p
   return child;
 }
 
+// The profiles this replica runs: discovery, minus other shards' profiles.
+ProfileDiscovery discover_profiles_for(const Config& config) {
+  ProfileDiscovery discovery = discover_profiles(config.profiles_dir);
+  for (const auto& skipped : discovery.skipped) {
+    spdlog::error("skipping profile {}: {}", skipped.path.string(), skipped.reason);
+  }
+  warn_about_open_permissions(discovery.profiles);
+  if (config.shard_count > 1 && discovery.error.empty()) {
+    std::vector<Profile> kept;
+    for (std::size_t i = 0; i < discovery.profiles.size(); ++i) {
+      if (i % config.shard_count == config.shard_index) kept.push_back(discovery.profiles[i]);
+    }
+    spdlog::info("shard {}/{}: {} of {} profiles", config.shard_index, config.shard_count, kept.size(),
+                 discovery.profiles.size());
+    discovery.profiles = std::move(kept);
+    if (discovery.profiles.empty())
+      discovery.error =
+          "no profile falls in shard " + std::to_string(config.shard_index) + "/" + std::to_string(config.shard_count);
+  }
+  return discovery;
+}
+
 // Stops in order: no new requests, in-flight ones get the grace period, then
 // the children go, then the loop ends.
 awaitable<void> shut_down(HttpServer& server, HealthChecker& health, Supervisor* supervisor, const Config& config,
                           net::io_context& io, const bool& hurry) {
+  sd_notify("STOPPING=1");
   server.stop_accepting();
   const auto grace_end = Clock::now() + to_duration(config.shutdown_grace);
   net::steady_timer timer(io);
@@ -76,6 +115,16 @@ awaitable<void> shut_down(HttpServer& server, HealthChecker& health, Supervisor*
   io.stop();
 }
 
+// WATCHDOG=1 at half the interval systemd expects, for as long as the loop runs.
+awaitable<void> ping_watchdog(std::chrono::microseconds period) {
+  net::steady_timer timer(co_await net::this_coro::executor);
+  while (true) {
+    sd_notify("WATCHDOG=1");
+    timer.expires_after(period);
+    co_await timer.async_wait(net::use_awaitable);
+  }
+}
+
 }  // namespace
 
 int run(const Config& config) {
@@ -90,10 +139,7 @@ int run(const Config& config) {
       children.push_back(std::move(child));
     }
   } else {
-    const ProfileDiscovery discovery = discover_profiles(config.profiles_dir);
-    for (const auto& skipped : discovery.skipped) {
-      spdlog::error("skipping profile {}: {}", skipped.path.string(), skipped.reason);
-    }
+    const ProfileDiscovery discovery = discover_profiles_for(config);
     if (!discovery.error.empty()) return fail(discovery.error);
     const std::size_t slots =
         config.pool_size == 0 ? discovery.profiles.size() : std::min(config.pool_size, discovery.profiles.size());
@@ -116,13 +162,55 @@ int run(const Config& config) {
     spdlog::warn("could not start the orphan guard; children may outlive a crashed coordinator");
   }
 
+  ApiKeyStore api_keys;
+  if (!config.api_keys_file.empty()) {
+    if (auto error = api_keys.load(config.api_keys_file)) return fail(*error);
+    spdlog::info("API keys required on /v1/* and /admin/* ({} key(s) from {})", api_keys.size(),
+                 config.api_keys_file.string());
+  }
+
   net::io_context io;
   Registry registry(std::move(children));
   Dispatcher dispatcher(registry, config.balance, config.max_queue);
   registry.set_capacity_listener([&dispatcher] { dispatcher.pump(); });
   UpstreamPool pool(registry.size(), kIdleConnectionsPerChild, kMaxIdleAge);
+  Metrics metrics;
   std::unique_ptr<Supervisor> supervisor;
   if (!attach_mode) supervisor = std::make_unique<Supervisor>(io, config, registry, guard, std::move(waiting));
+  HealthChecker health(io, config, registry);
+
+  // Re-reads the API keys and rescans the profiles (SIGHUP, POST /admin/reload).
+  auto reload = [&]() -> std::string {
+    std::string problems;
+    if (!config.api_keys_file.empty()) {
+      if (auto error = api_keys.load(config.api_keys_file)) {
+        problems = *error + "; the previous keys stay in force";
+      } else {
+        spdlog::info("reload: {} API key(s)", api_keys.size());
+      }
+    }
+    if (supervisor) {
+      const ProfileDiscovery discovery = discover_profiles_for(config);
+      if (!discovery.error.empty()) {
+        problems += (problems.empty() ? "" : "; ") + discovery.error + "; the children are left as they are";
+      } else {
+        pool.resize(registry.size() + discovery.profiles.size());
+        spdlog::info("reload: {}", supervisor->reload(discovery.profiles));
+      }
+    }
+    return problems;
+  };
+  AdminActions admin;
+  if (supervisor) {
+    admin.restart = [&](std::size_t slot) { return supervisor->restart(slot); };
+    admin.drain = [&](std::size_t slot) { return supervisor->drain(slot); };
+    admin.undrain = [&](std::size_t slot) { return supervisor->undrain(slot); };
+    supervisor->on_slot_added([&](std::size_t slot) {
+      pool.resize(registry.size());
+      health.watch(slot);
+    });
+  }
+  admin.reload = reload;
 
   auto recycle = [&](std::size_t child, std::string reason) {
     if (supervisor) {
@@ -132,7 +220,8 @@ int run(const Config& config) {
     }
   };
   auto fleet_extra = [&]() { return supervisor ? supervisor->fleet_json() : std::string{}; };
-  HttpServer server(io, config, registry, dispatcher, pool, recycle, fleet_extra);
+  HttpServer server(io, config,
+                    ServerServices{registry, dispatcher, pool, metrics, api_keys, recycle, fleet_extra, admin});
   if (auto error = server.listen(); !error.empty()) return fail(error);
   if (supervisor) {
     for (const Child& child : registry.children()) {
@@ -148,7 +237,6 @@ int run(const Config& config) {
   net::signal_set signals(io, SIGTERM, SIGINT);
   bool shutting_down = false;
   bool hurry = false;
-  HealthChecker health(io, config, registry);
   std::function<void(const error_code&, int)> on_signal = [&](const error_code& ec, int signal_number) {
     if (ec) return;
     if (!shutting_down) {
@@ -161,6 +249,14 @@ int run(const Config& config) {
       hurry = true;
     }
     signals.async_wait(on_signal);
+    net::signal_set hangup(io, SIGHUP);
+    std::function<void(const error_code&, int)> on_hangup = [&](const error_code& ec, int) {
+      if (ec) return;
+      spdlog::info("received SIGHUP: reloading");
+      if (auto problems = reload(); !problems.empty()) spdlog::error("reload: {}", problems);
+      hangup.async_wait(on_hangup);
+    };
+    hangup.async_wait(on_hangup);
   };
   signals.async_wait(on_signal);
 
@@ -174,6 +270,10 @@ int run(const Config& config) {
   }
   server.start();
   health.start();
+  sd_notify("READY=1");
+  if (const auto interval = sd_watchdog_interval()) {
+    net::co_spawn(io, ping_watchdog(*interval / 2), LogEscapedException{"watchdog"});
+  }
   io.run();
   guard.stop();
   return 0;
@@ -185,10 +285,11 @@ int main_entry(int argc, const char* const* argv) {
     (exit->code == 0 ? std::cout : std::cerr) << exit->message << (exit->message.ends_with('\n') ? "" : "\n");
     return exit->code;
   }
+  const Config& config = std::get<Config>(parsed);
   spdlog::set_default_logger(spdlog::stderr_color_st("coordinator"));
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  configure_logging(config.json_logs);
   spdlog::flush_on(spdlog::level::info);
-  return run(std::get<Config>(parsed));
+  return run(config);
 }
 
 }  // namespace coordinator

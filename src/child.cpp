@@ -56,6 +56,8 @@ std::string_view to_string(ChildEvent event) {
       return "parked";
     case ChildEvent::ready_timeout:
       return "ready_timeout";
+    case ChildEvent::undrain:
+      return "undrain";
   }
   return "unknown";
 }
@@ -102,13 +104,19 @@ std::optional<ChildState> next_state(ChildState current, ChildEvent event, bool 
       if (!alive) return std::nullopt;
       return current == S::draining && retire_on_exit ? S::retired : S::exited;
     case ChildEvent::restart_scheduled:
-      if (current == S::exited) return S::backoff;
+      // From failed or retired only by an operator's restart.
+      if (current == S::exited || current == S::failed || current == S::retired) return S::backoff;
       return std::nullopt;
     case ChildEvent::parked:
       if (current == S::exited || current == S::backoff) return S::failed;
       return std::nullopt;
     case ChildEvent::ready_timeout:
       if (current == S::starting) return S::unhealthy;
+      return std::nullopt;
+    case ChildEvent::undrain:
+      // Still running: back through a health check. Stopped: start it again.
+      if (current == S::draining) return S::unhealthy;
+      if (current == S::retired) return S::backoff;
       return std::nullopt;
   }
   return std::nullopt;

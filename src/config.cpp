@@ -1,10 +1,15 @@
 #include "coordinator/config.hpp"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <sstream>
+#include <tuple>
 
 namespace coordinator {
 
@@ -26,6 +31,167 @@ void add_seconds(CLI::App& app, const std::string& flag, double& value, const st
 }
 
 }  // namespace
+
+namespace {
+
+std::string trim(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t\r");
+  if (first == std::string_view::npos) return {};
+  const auto last = text.find_last_not_of(" \t\r");
+  return std::string(text.substr(first, last - first + 1));
+}
+
+// One scalar: a quoted string (no escapes beyond \" and \\), a number or a boolean.
+std::optional<std::string> parse_scalar(std::string_view text) {
+  const std::string value = trim(text);
+  if (value.empty()) return std::nullopt;
+  if (value.front() == '"' || value.front() == '\'') {
+    if (value.size() < 2 || value.back() != value.front()) return std::nullopt;
+    std::string out;
+    for (std::size_t i = 1; i + 1 < value.size(); ++i) {
+      if (value.front() == '"' && value[i] == '\\' && i + 2 < value.size()) ++i;
+      out.push_back(value[i]);
+    }
+    return out;
+  }
+  for (char c : value) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '+' || c == '_')) {
+      return std::nullopt;
+    }
+  }
+  return value;
+}
+
+// Splits `a, "b, c", d` at top-level commas.
+std::vector<std::string_view> split_array(std::string_view inner) {
+  std::vector<std::string_view> parts;
+  char quote = 0;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < inner.size(); ++i) {
+    const char c = inner[i];
+    if (quote != 0) {
+      if (c == quote) quote = 0;
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == ',') {
+      parts.push_back(inner.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  parts.push_back(inner.substr(start));
+  return parts;
+}
+
+std::string strip_comment(std::string_view line) {
+  char quote = 0;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quote != 0) {
+      if (c == quote) quote = 0;
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == '#') {
+      return std::string(line.substr(0, i));
+    }
+  }
+  return std::string(line);
+}
+
+// Applies the file's values to options that neither the command line nor the
+// environment set, so that the precedence is command line > environment > file.
+std::optional<std::string> apply_config_file(CLI::App& app, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "--config " + path + ": cannot be read";
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto parsed = parse_config_file(path, text);
+  if (auto* error = std::get_if<std::string>(&parsed)) return *error;
+  for (const ConfigEntry& entry : std::get<std::vector<ConfigEntry>>(parsed)) {
+    const std::string where = path + ":" + std::to_string(entry.line) + ": ";
+    CLI::Option* option = app.get_option_no_throw("--" + entry.key);
+    if (option == nullptr || entry.key == "config" || entry.key == "print-config" || entry.key == "help") {
+      return where + "unknown option '" + entry.key + "'";
+    }
+    if (option->count() > 0) continue;  // given on the command line
+    const std::string env = option->get_envname();
+    if (!env.empty() && std::getenv(env.c_str()) != nullptr) continue;  // the environment wins
+    try {
+      option->clear();
+      for (const auto& value : entry.values) option->add_result(value);
+      option->run_callback();
+    } catch (const CLI::Error& error) {
+      return where + entry.key + ": " + error.what();
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::variant<std::vector<ConfigEntry>, std::string> parse_config_file(const std::string& path, std::string_view text) {
+  std::vector<ConfigEntry> entries;
+  int line_number = 0;
+  std::istringstream lines{std::string(text)};
+  std::string raw;
+  while (std::getline(lines, raw)) {
+    ++line_number;
+    const std::string where = path + ":" + std::to_string(line_number) + ": ";
+    const std::string line = trim(strip_comment(raw));
+    if (line.empty()) continue;
+    if (line.front() == '[') {
+      if (line.back() != ']') return where + "unclosed section header";
+      continue;
+    }
+    const auto equals = line.find('=');
+    if (equals == std::string::npos) return where + "expected key = value";
+    ConfigEntry entry;
+    entry.key = trim(std::string_view(line).substr(0, equals));
+    entry.line = line_number;
+    if (entry.key.empty() ||
+        entry.key.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") != std::string::npos) {
+      return where + "invalid key '" + entry.key + "'";
+    }
+    std::replace(entry.key.begin(), entry.key.end(), '_', '-');
+    const std::string value = trim(std::string_view(line).substr(equals + 1));
+    if (!value.empty() && value.front() == '[') {
+      if (value.back() != ']') return where + "arrays must close on the same line";
+      const std::string inner = trim(std::string_view(value).substr(1, value.size() - 2));
+      if (!inner.empty()) {
+        for (const auto part : split_array(inner)) {
+          if (trim(part).empty()) continue;  // trailing comma
+          auto scalar = parse_scalar(part);
+          if (!scalar) return where + "bad array element for '" + entry.key + "'";
+          entry.values.push_back(*scalar);
+        }
+      }
+    } else {
+      auto scalar = parse_scalar(value);
+      if (!scalar) return where + "bad value for '" + entry.key + "' (quote strings)";
+      entry.values.push_back(*scalar);
+    }
+    for (const auto& earlier : entries) {
+      if (earlier.key == entry.key) return where + "'" + entry.key + "' set twice";
+    }
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+std::optional<std::pair<std::size_t, std::size_t>> parse_shard(const std::string& text) {
+  const auto slash = text.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 >= text.size() || slash > 6 || text.size() - slash > 7) {
+    return std::nullopt;
+  }
+  const std::string k = text.substr(0, slash);
+  const std::string n = text.substr(slash + 1);
+  if (k.find_first_not_of("0123456789") != std::string::npos ||
+      n.find_first_not_of("0123456789") != std::string::npos) {
+    return std::nullopt;
+  }
+  const std::size_t index = std::stoul(k);
+  const std::size_t count = std::stoul(n);
+  if (count == 0 || index >= count) return std::nullopt;
+  return std::make_pair(index, count);
+}
 
 ParseOutcome parse_command_line(int argc, const char* const* argv) {
   Config config;
@@ -123,6 +289,33 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
                  "Attach mode: route to [NAME=]http://HOST:PORT (repeatable) instead of spawning children")
       ->type_name("URL");
 
+  // Operations.
+  std::string config_path;
+  app.add_option("--config", config_path,
+                 "TOML file holding any of these options (command line > environment > file > defaults)")
+      ->envname("COORDINATOR_CONFIG")
+      ->type_name("FILE");
+  bool print_config = false;
+  app.add_flag("--print-config", print_config, "Print the effective configuration and exit");
+  app.add_option("--api-keys-file", config.api_keys_file,
+                 "Keys (key.txt format) required on /v1/* and /admin/*; re-read on SIGHUP")
+      ->envname("COORDINATOR_API_KEYS_FILE")
+      ->type_name("FILE");
+  app.add_flag("--protect-metrics", config.protect_metrics, "Require an API key on /metrics too");
+  app.add_flag("--admin-remote", config.admin_remote, "Allow /admin/* from non-loopback clients");
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "Log lines as text or json")
+      ->envname("COORDINATOR_LOG_FORMAT")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--max-connections", config.max_connections, "Client connections served at once; more are refused")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}))
+      ->capture_default_str();
+  std::string shard_text;
+  app.add_option("--shard", shard_text, "Keep only profiles whose sorted index is K modulo N (scale-out replicas)")
+      ->envname("COORDINATOR_SHARD")
+      ->type_name("K/N");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -136,7 +329,19 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     }
     return ExitRequest{2, "coordinator: error: " + message + " (see --help)"};
   }
+  if (!config_path.empty()) {
+    if (auto error = apply_config_file(app, config_path)) return ExitRequest{2, "coordinator: error: " + *error};
+    config.config_file = config_path;
+  }
   config.headless = !no_headless;
+  config.json_logs = log_format == "json";
+  if (!shard_text.empty()) {
+    const auto shard = parse_shard(shard_text);
+    if (!shard) {
+      return ExitRequest{2, "coordinator: error: --shard " + shard_text + ": expected K/N with 0 <= K < N"};
+    }
+    std::tie(config.shard_index, config.shard_count) = *shard;
+  }
   config.balance = balance == "round-robin" ? Balance::round_robin : Balance::least_busy;
   const auto rss = parse_byte_size(max_rss_text);
   if (!rss) return ExitRequest{2, "coordinator: error: --max-child-rss: '" + max_rss_text + "' is not a size"};
@@ -153,6 +358,10 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       }
     }
     config.upstreams.push_back(upstream);
+  }
+  if (print_config) {
+    std::string effective = app.config_to_str(/*default_also=*/true, /*write_description=*/false);
+    return ExitRequest{0, "# coordinator: effective configuration\n" + effective};
   }
   return config;
 }

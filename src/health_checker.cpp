@@ -35,6 +35,10 @@ void HealthChecker::start() {
   }
 }
 
+void HealthChecker::watch(std::size_t index) {
+  net::co_spawn(io_, poll_child(index), LogEscapedException{"health checker"});
+}
+
 void HealthChecker::report_progress(std::size_t index) {
   const std::size_t ready = registry_.serving_count();
   const std::size_t total = registry_.size();

@@ -7,6 +7,7 @@
 #include "coordinator/http_util.hpp"
 #include "coordinator/json_check.hpp"
 #include "coordinator/responses.hpp"
+#include "coordinator/status_page.hpp"
 
 namespace coordinator {
 
@@ -18,6 +19,9 @@ constexpr auto kBodyReadTimeout = std::chrono::seconds(120);
 // A named object: g++ 12 cannot hold a braced list across a co_await.
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 const ExtraHeaders kCloseConnection{{"Connection", "close"}};
+const ExtraHeaders kAskForBearer{{"WWW-Authenticate", "Bearer"}};
+const ExtraHeaders kAllowGet{{"Allow", "GET"}};
+const ExtraHeaders kAllowPost{{"Allow", "POST"}};
 
 std::string_view path_of(std::string_view target) {
   return target.substr(0, target.find('?'));
@@ -42,7 +46,9 @@ awaitable<void> cancel_one(std::shared_ptr<CancelBroadcast> broadcast, std::size
 
 }  // namespace
 
-std::string readiness_body(const Registry& registry, Clock::time_point now, const std::string& extra_json) {
+namespace {
+
+nlohmann::json children_array(const Registry& registry, Clock::time_point now) {
   nlohmann::json children = nlohmann::json::array();
   for (const Child& child : registry.children()) {
     children.push_back({
@@ -59,13 +65,23 @@ std::string readiness_body(const Registry& registry, Clock::time_point now, cons
     });
     if (child.attached) children.back()["url"] = "http://" + child.host + ":" + std::to_string(child.ports.api);
   }
+  return children;
+}
+
+}  // namespace
+
+std::string children_json(const Registry& registry, Clock::time_point now) {
+  return children_array(registry, now).dump();
+}
+
+std::string readiness_body(const Registry& registry, Clock::time_point now, const std::string& extra_json) {
   const bool ready = registry.serving_count() > 0;
   nlohmann::json body = {
       {"status", ready ? "ready" : "degraded"},
       {"ready_children", registry.names_serving(true)},
       {"unhealthy_children", registry.names_serving(false)},
       {"total_children", registry.size()},
-      {"children", std::move(children)},
+      {"children", children_array(registry, now)},
   };
   if (!extra_json.empty()) {
     const auto extra = nlohmann::json::parse(extra_json, nullptr, false);
@@ -74,14 +90,12 @@ std::string readiness_body(const Registry& registry, Clock::time_point now, cons
   return body.dump();
 }
 
-HttpServer::HttpServer(net::io_context& io, const Config& config, Registry& registry, Dispatcher& dispatcher,
-                       UpstreamPool& pool, std::function<void(std::size_t, std::string)> recycle,
-                       std::function<std::string()> fleet_extra)
+HttpServer::HttpServer(net::io_context& io, const Config& config, ServerServices services)
     : io_(io),
       config_(config),
-      registry_(registry),
-      forward_{config, registry, dispatcher, pool, std::move(recycle)},
-      fleet_extra_(std::move(fleet_extra)),
+      registry_(services.registry),
+      services_(std::move(services)),
+      forward_{config, services_.registry, services_.dispatcher, services_.pool, services_.recycle, &services_.metrics},
       acceptor_(io) {}
 
 std::string HttpServer::listen() {
@@ -127,6 +141,20 @@ awaitable<void> HttpServer::accept_loop() {
       spdlog::warn("accept failed: {}", ec.message());
       net::steady_timer pause(io_, std::chrono::milliseconds(50));
       co_await pause.async_wait(use_awaitable_ec(ec));
+      continue;
+    }
+    if (sessions_.size() >= config_.max_connections) {
+      // Refused cleanly: a complete 503, then the connection is closed.
+      static const std::string kFull =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+          "Connection: close\r\nRetry-After: 5\r\nContent-Length: " +
+          std::to_string(error_body("Too many connections.", "service_unavailable", "too_many_connections").size()) +
+          "\r\n\r\n" + error_body("Too many connections.", "service_unavailable", "too_many_connections");
+      error_code ignored;
+      socket.non_blocking(true, ignored);
+      socket.send(net::buffer(kFull), 0, ignored);
+      socket.shutdown(tcp::socket::shutdown_both, ignored);
+      socket.close(ignored);
       continue;
     }
     net::co_spawn(io_, run_session(std::move(socket)), LogEscapedException{"client session"});
@@ -217,7 +245,9 @@ awaitable<void> HttpServer::run_session(tcp::socket socket) {
       }
       break;
     }
-    const http::request<http::string_body> request = parser.release();
+    http::request<http::string_body> request = parser.release();
+    // Every request carries an id: the client's if well formed, else a new one.
+    if (!is_valid_request_id(request["X-Request-Id"])) request.set("X-Request-Id", new_request_id());
     const auto started = Clock::now();
     struct InFlight {
       std::size_t& count;
@@ -229,9 +259,12 @@ awaitable<void> HttpServer::run_session(tcp::socket socket) {
       InFlight in_flight(requests_in_flight_);
       keep_going = co_await route(stream, request, outcome);
     }
-    spdlog::info("access {} {} {} child={} {:.1f}ms bytes={}", request.method_string(), request.target(),
-                 outcome.status, outcome.child.empty() ? "-" : outcome.child,
-                 std::chrono::duration<double, std::milli>(Clock::now() - started).count(), outcome.bytes_sent);
+    const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    const std::string_view path = path_of(request.target());
+    services_.metrics.observe_request(Metrics::route_of(path), outcome.status, outcome.child, seconds);
+    if (outcome.stream_ttfb >= 0) services_.metrics.observe_stream_ttfb(outcome.stream_ttfb);
+    log_access(request.method_string(), path, outcome.status, outcome.child, seconds, outcome.bytes_sent,
+               request["X-Request-Id"]);
     if (!keep_going) break;
   }
   error_code ignored;
@@ -251,6 +284,7 @@ awaitable<bool> HttpServer::reply(beast::tcp_stream& stream, const http::request
   for (const auto& header : extra) {
     if (!iequals(header.first, "Connection")) headers.push_back(header);
   }
+  if (const std::string_view id = request["X-Request-Id"]; !id.empty()) headers.emplace_back("X-Request-Id", id);
   const bool sent = co_await send_json(stream, request.version(), status, std::move(body), keep_alive,
                                        to_duration(config_.client_send_timeout), headers);
   co_return sent&& keep_alive;
@@ -273,6 +307,16 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
                        ExtraHeaders{{"Allow", std::move(allowed)}});
   };
 
+  // Keys at the edge: /v1/* and /admin/* (and /metrics when asked) need one.
+  const bool needs_key =
+      path.substr(0, 4) == "/v1/" || path.substr(0, 7) == "/admin/" || (path == "/metrics" && config_.protect_metrics);
+  if (needs_key &&
+      !services_.api_keys.allows(presented_key(request[http::field::authorization], request["X-API-Key"]))) {
+    co_return co_await reply_error(stream, request, 401,
+                                   "Invalid or missing API key: send Authorization: Bearer KEY or X-API-Key: KEY.",
+                                   "invalid_request_error", "invalid_api_key", outcome, kAskForBearer);
+  }
+
   if (path == "/live") {
     if (method != http::verb::get) co_return co_await wrong_method("GET");
     co_return co_await reply(stream, request, 200, std::string(R"({"status":"alive"})"), outcome);
@@ -281,10 +325,28 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
     if (method != http::verb::get) co_return co_await wrong_method("GET");
     const unsigned status = registry_.serving_count() > 0 ? 200 : 503;
     // Named locals: g++ 12 destroys a temporary of a ?: inside a co_await statement twice.
-    const std::string extra = fleet_extra_ ? fleet_extra_() : std::string{};
+    const std::string extra = services_.fleet_extra ? services_.fleet_extra() : std::string{};
     std::string body = readiness_body(registry_, Clock::now(), extra);
     co_return co_await reply(stream, request, status, std::move(body), outcome);
   }
+  if (path == "/metrics") {
+    if (method != http::verb::get) co_return co_await wrong_method("GET");
+    std::string body = services_.metrics.render(registry_, requests_in_flight_, services_.dispatcher.queued());
+    const bool sent =
+        co_await send_text(stream, request.version(), 200, std::move(body), "text/plain; version=0.0.4; charset=utf-8",
+                           keep_alive_for(request), to_duration(config_.client_send_timeout));
+    outcome.status = 200;
+    co_return sent&& keep_alive_for(request);
+  }
+  if (path == "/" || path == "/status") {
+    if (method != http::verb::get) co_return co_await wrong_method("GET");
+    const bool sent =
+        co_await send_text(stream, request.version(), 200, std::string(status_page_html()), "text/html; charset=utf-8",
+                           keep_alive_for(request), to_duration(config_.client_send_timeout));
+    outcome.status = 200;
+    co_return sent&& keep_alive_for(request);
+  }
+  if (path.substr(0, 7) == "/admin/") co_return co_await route_admin(stream, request, path, outcome);
   if (path == "/v1/models") {
     if (method != http::verb::get) co_return co_await wrong_method("GET");
     outcome = co_await forward_request(forward_, stream, request, false, /*takes_slot=*/false, keep_alive_for(request));
@@ -315,6 +377,65 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
                                  "invalid_request_error", "not_found", outcome);
 }
 
+awaitable<bool> HttpServer::route_admin(beast::tcp_stream& stream, const http::request<http::string_body>& request,
+                                        std::string_view path, ForwardResult& outcome) {
+  error_code ec;
+  const auto peer = stream.socket().remote_endpoint(ec);
+  if (!config_.admin_remote && (ec || !peer.address().is_loopback())) {
+    co_return co_await reply_error(stream, request, 403,
+                                   "The admin API answers loopback clients only (see --admin-remote).",
+                                   "permission_error", "admin_not_local", outcome);
+  }
+  const http::verb method = request.method();
+  if (path == "/admin/children") {
+    if (method != http::verb::get) {
+      co_return co_await reply_error(stream, request, 405, "Use GET.", "invalid_request_error", "method_not_allowed",
+                                     outcome, kAllowGet);
+    }
+    co_return co_await reply(stream, request, 200, children_json(registry_, Clock::now()), outcome);
+  }
+  if (method != http::verb::post) {
+    co_return co_await reply_error(stream, request, 405, "Use POST.", "invalid_request_error", "method_not_allowed",
+                                   outcome, kAllowPost);
+  }
+  std::string error;
+  std::string action;
+  if (path == "/admin/reload") {
+    action = "reload";
+    error = services_.admin.reload ? services_.admin.reload() : "reload is not available";
+  } else {
+    // /admin/children/{name}/{restart|drain|undrain}
+    constexpr std::string_view kPrefix = "/admin/children/";
+    const std::string_view rest = path.substr(0, kPrefix.size()) == kPrefix ? path.substr(kPrefix.size()) : "";
+    const auto slash = rest.rfind('/');
+    const std::string name(slash == std::string_view::npos ? std::string_view{} : rest.substr(0, slash));
+    action = slash == std::string_view::npos ? "" : std::string(rest.substr(slash + 1));
+    const auto index = registry_.find(name);
+    const auto* handler = action == "restart"   ? &services_.admin.restart
+                          : action == "drain"   ? &services_.admin.drain
+                          : action == "undrain" ? &services_.admin.undrain
+                                                : nullptr;
+    if (handler == nullptr || name.empty()) {
+      co_return co_await reply_error(stream, request, 404, "No admin route for " + std::string(path) + ".",
+                                     "invalid_request_error", "not_found", outcome);
+    }
+    if (!index) {
+      co_return co_await reply_error(stream, request, 404, "No child named '" + name + "'.", "invalid_request_error",
+                                     "unknown_child", outcome);
+    }
+    action += " " + name;
+    error = *handler ? (*handler)(*index) : "not available in this mode";
+  }
+  if (!error.empty()) {
+    spdlog::warn("admin {} refused: {}", action, error);
+    co_return co_await reply_error(stream, request, 409, error, "invalid_request_error", "admin_action_refused",
+                                   outcome);
+  }
+  spdlog::info("admin {} done (request {})", action, request["X-Request-Id"]);
+  nlohmann::json body = {{"success", true}, {"action", action}};
+  co_return co_await reply(stream, request, 200, body.dump(), outcome);
+}
+
 awaitable<bool> HttpServer::broadcast_cancel(beast::tcp_stream& stream, const http::request<http::string_body>& request,
                                              std::string req_id, ForwardResult& outcome) {
   // A req_id seen in a child's stream goes to that child alone; others to all.
@@ -330,6 +451,7 @@ awaitable<bool> HttpServer::broadcast_cancel(beast::tcp_stream& stream, const ht
     const Child& child = registry_.at(targets[k]);
     net::co_spawn(io_, cancel_one(broadcast, k, child.host, child.ports.api, req_id, timeout),
                   LogEscapedException{"cancel broadcast"});
+    services_.metrics.count_cancel();
   }
   // Each cancel is bounded by its own timeout; this wait only collects them.
   broadcast->all_answered.expires_after(timeout + std::chrono::seconds(1));

@@ -1,9 +1,12 @@
 #include "coordinator/http_util.hpp"
 
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <nlohmann/json.hpp>
+#include <random>
 
 namespace coordinator {
 
@@ -20,6 +23,69 @@ bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
          });
+}
+
+bool is_valid_request_id(std::string_view id) {
+  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.' || c == ':';
+  });
+}
+
+std::string new_request_id() {
+  static std::mt19937_64 generator{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::uint64_t bits = generator();
+  std::string id(16, '0');
+  for (char& c : id) {
+    c = kHex[bits & 0xf];
+    bits >>= 4;
+  }
+  return id;
+}
+
+namespace {
+
+std::string json_escape(std::string_view text) {
+  return nlohmann::json(std::string(text)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// Writes the message JSON-escaped: for the "json" log pattern.
+class JsonMessageFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& message, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const std::string escaped = json_escape(std::string_view(message.payload.data(), message.payload.size()));
+    dest.append(escaped.data(), escaped.data() + escaped.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }
+};
+
+bool json_logs = false;
+
+}  // namespace
+
+void configure_logging(bool json) {
+  json_logs = json;
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  if (json) {
+    formatter->add_flag<JsonMessageFlag>('*').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%e","level":"%l","message":%*})");
+  } else {
+    formatter->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  }
+  spdlog::set_formatter(std::move(formatter));
+}
+
+void log_access(std::string_view method, std::string_view path, unsigned status, std::string_view child, double seconds,
+                std::uint64_t bytes, std::string_view request_id) {
+  if (json_logs) {
+    const nlohmann::json line = {{"type", "access"}, {"method", method},        {"path", path},
+                                 {"status", status}, {"child", child},          {"duration_ms", seconds * 1000},
+                                 {"bytes", bytes},   {"request_id", request_id}};
+    spdlog::info("{}", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  } else {
+    spdlog::info("access {} {} {} child={} {:.1f}ms bytes={} id={}", method, path, status,
+                 child.empty() ? std::string_view("-") : child, seconds * 1000, bytes, request_id);
+  }
 }
 
 bool is_hop_by_hop(std::string_view field_name) {

@@ -4,7 +4,13 @@
 
 namespace coordinator {
 
-Registry::Registry(std::vector<Child> children) : children_(std::move(children)) {}
+Registry::Registry(std::vector<Child> children)
+    : children_(std::make_move_iterator(children.begin()), std::make_move_iterator(children.end())) {}
+
+std::size_t Registry::add(Child child) {
+  children_.push_back(std::move(child));
+  return children_.size() - 1;
+}
 
 std::optional<std::size_t> Registry::find(std::string_view name) const {
   for (std::size_t i = 0; i < children_.size(); ++i) {
@@ -42,6 +48,7 @@ bool Registry::report_health(std::size_t index, bool healthy, std::string_view e
                              Clock::time_point now) {
   Child& child = children_.at(index);
   if (!healthy) {
+    ++child.health_failures;
     if (child.state == ChildState::starting) child.last_error = std::string(error.substr(0, 200));
     return apply(index, ChildEvent::health_failed, error, now);
   }
@@ -65,6 +72,7 @@ bool Registry::report_forward_failure(std::size_t index, std::string_view error,
 bool Registry::report_rate_limited(std::size_t index, Clock::time_point until, Clock::time_point now) {
   Child& child = children_.at(index);
   child.cooling_until = until;
+  ++child.cooldowns;
   const auto seconds = std::chrono::duration<double>(until - now).count();
   return apply(index, ChildEvent::rate_limited,
                "rate limited (429) for " + std::to_string(static_cast<int>(seconds + 0.5)) + " s", now);

@@ -54,6 +54,13 @@ void watch_client(const std::shared_ptr<WatchState>& watch) {
   });
 }
 
+awaitable<void> cancel_then_recycle(std::string name, std::string host, int port, std::string req_id,
+                                    Clock::duration timeout, std::function<void(std::size_t, std::string)> recycle,
+                                    std::size_t child, std::string why) {
+  if (!req_id.empty()) co_await cancel_on_child(name, host, port, req_id, timeout);
+  if (recycle) recycle(child, why);
+}
+
 // Ends a 429 cooldown at its deadline, unless something else changed the state meanwhile.
 awaitable<void> end_cooldown(Registry* registry, std::size_t index, Clock::time_point until) {
   net::steady_timer timer(co_await net::this_coro::executor);
@@ -101,7 +108,7 @@ class Relay {
   }
 
   awaitable<ForwardResult> run() {
-    const auto start = Clock::now();
+    const auto start = started_;
     total_deadline_ = stream_mode_ ? kNever : start + to_duration(config_.request_timeout);
     idle_deadline_ = stream_mode_ ? start + to_duration(config_.stream_idle_timeout) : kNever;
     heartbeat_due_ = start + heartbeat_period();
@@ -181,6 +188,7 @@ class Relay {
       if (acquired.answered) co_return;
       if (!acquired.child) break;
       const std::size_t child = *acquired.child;
+      if (child >= tried.size()) tried.resize(context_.registry.size(), false);  // a slot added by a reload
       tried[child] = true;
       attempted = true;
       std::string error;
@@ -190,6 +198,7 @@ class Relay {
       if (outcome == Attempt::done) co_return;
       const Child& failed = context_.registry.at(child);
       last_error = failed.name + ": " + error;
+      if (context_.metrics) context_.metrics->count_retry();
       if (rate_limited_) {
         spdlog::warn("child {} is rate limited ({}); trying the next ready child", failed.name, error);
       } else {
@@ -224,6 +233,7 @@ class Relay {
       if (!upstream) {
         auto fresh = co_await connect_to_child(host, port, to_duration(config_.connect_timeout), ec);
         if (!fresh) {
+          if (context_.metrics) context_.metrics->count_connect_error(context_.registry.at(child).name);
           error = ec == beast::error::timeout ? std::string("connect timed out") : "connect: " + ec.message();
           co_return Attempt::try_next;
         }
@@ -416,16 +426,20 @@ class Relay {
   // client, cancel the work, and have the child recycled.
   awaitable<void> stalled(std::size_t child) {
     const Child& chosen = context_.registry.at(child);
-    const std::string why = "child " + chosen.name + " sent nothing for " +
-                            std::to_string(static_cast<int>(config_.stall_timeout)) + " s (stalled)";
+    const std::string why =
+        fmt::format("child {} sent nothing for {:.1f} s (stalled)", chosen.name, config_.stall_timeout);
     spdlog::warn("{}; recycling it", why);
-    if (req_id_) co_spawn_cancel(child);
     if (committed_) {
       co_await abort_stream(why);
     } else {
       co_await fail_before_commit(504, why, "timeout", "upstream_stalled");
     }
-    if (context_.recycle) context_.recycle(child, why);
+    // The cancel must reach the child before it is stopped.
+    if (context_.metrics && req_id_) context_.metrics->count_cancel();
+    net::co_spawn(client_.get_executor(),
+                  cancel_then_recycle(chosen.name, chosen.host, chosen.ports.api, req_id_.value_or(""),
+                                      to_duration(config_.cancel_timeout), context_.recycle, child, why),
+                  LogEscapedException{"stall recycle"});
   }
 
   awaitable<bool> send_heartbeat() {
@@ -451,6 +465,7 @@ class Relay {
       head.insert(name, field.value());
     }
     head.set(http::field::server, "coordinator");
+    if (const std::string_view id = request_["X-Request-Id"]; !id.empty()) head.set("X-Request-Id", id);
     const auto length = content_length_of(upstream_head);
     if (length) {
       head.content_length(*length);
@@ -467,6 +482,7 @@ class Relay {
     if (sse_to_client_) head.set(http::field::cache_control, "no-cache");
     result_.status = head.result_int();
     committed_ = true;
+    if (stream_mode_) result_.stream_ttfb = std::chrono::duration<double>(Clock::now() - started_).count();
     http::response_serializer<http::empty_body> serializer{head};
     error_code ec;
     client_.expires_after(to_duration(config_.client_send_timeout));
@@ -533,6 +549,7 @@ class Relay {
 
   void co_spawn_cancel(std::size_t child) {
     const Child& target = context_.registry.at(child);
+    if (context_.metrics) context_.metrics->count_cancel();
     net::co_spawn(
         client_.get_executor(),
         cancel_on_child(target.name, target.host, target.ports.api, *req_id_, to_duration(config_.cancel_timeout)),
@@ -578,6 +595,7 @@ class Relay {
                                      ExtraHeaders extra = {}) {
     if (watch_->client_gone) co_return;
     result_.status = status;
+    if (const std::string_view id = request_["X-Request-Id"]; !id.empty()) extra.emplace_back("X-Request-Id", id);
     const bool sent = co_await send_error(client_, request_.version(), status, message, type, code, client_keep_alive_,
                                           to_duration(config_.client_send_timeout), extra);
     if (!sent) return_client_gone();
@@ -634,6 +652,7 @@ class Relay {
   net::steady_timer timer_;
   std::shared_ptr<WatchState> watch_;
   ForwardResult result_;
+  const Clock::time_point started_ = Clock::now();
 };
 
 }  // namespace

@@ -162,7 +162,7 @@ std::uint64_t process_group_rss(int pgid) {
     fields >> state >> ppid >> pgrp;
     if (pgrp != pgid) continue;
     std::string skip;
-    for (int i = 0; i < 19; ++i) fields >> skip;  // fields 6..24: rss is the 24th
+    for (int i = 6; i <= 23; ++i) fields >> skip;  // fields 6..23; rss (pages) is field 24
     long rss_pages = 0;
     fields >> rss_pages;
     if (rss_pages > 0) total += static_cast<std::uint64_t>(rss_pages) * static_cast<std::uint64_t>(page);
@@ -239,6 +239,15 @@ void Supervisor::schedule_start(std::size_t slot, Clock::duration delay) {
 
 namespace {
 
+// What identifies a profile file's version: its size and modification time.
+std::string profile_stamp(const fs::path& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  const auto time = fs::last_write_time(path, ec);
+  if (ec) return {};
+  return std::to_string(size) + ":" + std::to_string(time.time_since_epoch().count());
+}
+
 bool port_free(int port) {
   if (port <= 0) return true;
   net::io_context io;
@@ -293,6 +302,10 @@ void Supervisor::spawn(std::size_t index) {
   // profile's own {name}.env. Values are never logged.
   std::vector<std::pair<std::string, std::string>> overrides;
   if (::getenv("AUTO_ROTATE_AUTH_PROFILE") == nullptr) overrides.emplace_back("AUTO_ROTATE_AUTH_PROFILE", "false");
+  // The children check the same keys as the coordinator, as AIstudioProxyAPI's own launcher arranges.
+  if (!config_.api_keys_file.empty()) {
+    overrides.emplace_back("AUTH_KEY_FILE_PATH", fs::absolute(config_.api_keys_file).lexically_normal().string());
+  }
   const fs::path env_path = env_file_for(child.profile);
   std::error_code exists_ec;
   if (fs::is_regular_file(env_path, exists_ec)) {
@@ -337,6 +350,7 @@ void Supervisor::spawn(std::size_t index) {
   }
   process->pgid = process->child->id();
   process->running = true;
+  slot.profile_stamp = profile_stamp(child.profile);
   guard_.watch_group(process->pgid);
   process->log->info("[coordinator] started pid {}: {}", process->pgid, join_command(argv));
   if (slot.started_once) registry_.count_restart(index);
@@ -376,6 +390,11 @@ void Supervisor::on_exit(std::size_t index, const std::shared_ptr<Process>& proc
   };
   net::co_spawn(io_, reap(pgid, &guard_), LogEscapedException{"reap child group"});
   if (stopping_ || registry_.at(index).state == ChildState::retired) return;
+  if (slot.retire_when_stopped) {
+    registry_.set_retire_on_exit(index, true);
+    registry_.apply(index, ChildEvent::drain, slot.stop_reason, Clock::now());
+    return;
+  }
   const bool failure = !slot.stop_requested || slot.stop_is_failure;
   after_exit(index, failure, slot.stop_requested ? slot.stop_reason : how);
 }
@@ -420,6 +439,121 @@ void Supervisor::after_exit(std::size_t index, bool failure, const std::string& 
   spdlog::warn("restarting child {} in {:.2f} s (attempt {})", registry_.at(index).name,
                std::chrono::duration<double>(delay).count(), slot.consecutive_failures);
   schedule_start(index, delay);
+}
+
+std::string Supervisor::restart(std::size_t index) {
+  Slot& slot = slots_.at(index);
+  if (stopping_) return "shutting down";
+  if (slot.process && slot.process->running) {
+    slot.retire_when_stopped = false;
+    stop_process(index, /*failure=*/false, "restart requested by an operator");
+    return {};
+  }
+  const ChildState state = registry_.at(index).state;
+  if (state == ChildState::backoff) {
+    schedule_start(index, Clock::duration::zero());
+    return {};
+  }
+  if (state == ChildState::retired || state == ChildState::exited || state == ChildState::failed) {
+    slot.consecutive_failures = 0;
+    slot.retire_when_stopped = false;
+    history_.erase(registry_.at(index).name);
+    std::erase_if(parked_, [&](const Profile& p) { return p.name == registry_.at(index).name; });
+    registry_.set_retire_on_exit(index, false);
+    registry_.apply(index, ChildEvent::restart_scheduled, "restart requested by an operator", Clock::now());
+    schedule_start(index, Clock::duration::zero());
+    return {};
+  }
+  return "child is " + std::string(to_string(state)) + " and has no process to restart";
+}
+
+std::string Supervisor::drain(std::size_t index) {
+  Slot& slot = slots_.at(index);
+  const ChildState state = registry_.at(index).state;
+  if (state == ChildState::draining || state == ChildState::retired) return "already " + std::string(to_string(state));
+  registry_.set_retire_on_exit(index, true);
+  if (!registry_.apply(index, ChildEvent::drain, "drained by an operator", Clock::now())) {
+    registry_.set_retire_on_exit(index, false);
+    return "child is " + std::string(to_string(state)) + " and cannot be drained";
+  }
+  slot.retire_when_stopped = true;
+  ++slot.generation;  // no scheduled start
+  return {};
+}
+
+std::string Supervisor::undrain(std::size_t index) {
+  Slot& slot = slots_.at(index);
+  const ChildState state = registry_.at(index).state;
+  if (state != ChildState::draining && state != ChildState::retired) return "child is not drained";
+  slot.retire_when_stopped = false;
+  registry_.set_retire_on_exit(index, false);
+  registry_.apply(index, ChildEvent::undrain, {}, Clock::now());
+  if (state == ChildState::retired) schedule_start(index, Clock::duration::zero());
+  return {};
+}
+
+std::string Supervisor::reload(const std::vector<Profile>& profiles) {
+  if (stopping_) return "shutting down";
+  std::size_t added = 0, queued = 0, removed = 0, restarted = 0;
+  auto listed = [&](const std::string& name) {
+    return std::any_of(profiles.begin(), profiles.end(), [&](const Profile& p) { return p.name == name; });
+  };
+  auto known = [&](const std::string& name) {
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      if (registry_.at(i).name == name && registry_.at(i).state != ChildState::retired) return true;
+    }
+    const auto in = [&](const auto& list) {
+      return std::any_of(list.begin(), list.end(), [&](const Profile& p) { return p.name == name; });
+    };
+    return in(waiting_) || in(parked_);
+  };
+  // Removed profiles: their slots drain and stop; changed ones restart.
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    const Child& child = registry_.at(i);
+    if (child.state == ChildState::retired || child.state == ChildState::draining) continue;
+    if (!listed(child.name)) {
+      spdlog::info("reload: profile {} was removed; draining its child", child.name);
+      drain(i);
+      ++removed;
+    } else if (slots_[i].process && slots_[i].process->running &&
+               profile_stamp(child.profile) != slots_[i].profile_stamp) {
+      spdlog::info("reload: profile {} changed; restarting its child", child.name);
+      restart(i);
+      ++restarted;
+    }
+  }
+  std::erase_if(waiting_, [&](const Profile& p) { return !listed(p.name); });
+  // New profiles: a new slot (ports continue the sequence) unless the pool is full.
+  for (const Profile& profile : profiles) {
+    if (known(profile.name)) continue;
+    std::size_t active = 0;
+    for (std::size_t i = 0; i < slots_.size(); ++i) active += registry_.at(i).state != ChildState::retired ? 1 : 0;
+    if (config_.pool_size != 0 && active >= config_.pool_size) {
+      waiting_.push_back(profile);
+      ++queued;
+      continue;
+    }
+    const std::size_t index = registry_.size();
+    if (auto problem = validate_port_layout(config_, index + 1)) {
+      spdlog::error("reload: no room for profile {}: {}", profile.name, *problem);
+      continue;
+    }
+    Child child;
+    child.name = profile.name;
+    child.profile = profile.path;
+    child.ports = assign_ports(config_, index);
+    child.max_in_flight = config_.max_inflight_per_child;
+    child.state_since = Clock::now();
+    registry_.add(std::move(child));
+    slots_.emplace_back();
+    spdlog::info("reload: new profile {} gets ports api {} stream {} camoufox {}", profile.name,
+                 registry_.at(index).ports.api, registry_.at(index).ports.stream, registry_.at(index).ports.camoufox);
+    if (slot_added_) slot_added_(index);
+    schedule_start(index, Clock::duration::zero());
+    ++added;
+  }
+  return std::to_string(added) + " added, " + std::to_string(queued) + " queued, " + std::to_string(removed) +
+         " removed, " + std::to_string(restarted) + " restarted";
 }
 
 void Supervisor::recycle(std::size_t index, const std::string& reason) {
@@ -482,13 +616,13 @@ void Supervisor::check_slot(std::size_t index, Clock::time_point now) {
   }
   if (!running || slot.stop_requested) return;
   if (child.state == ChildState::starting && now - child.started_at >= to_duration(config_.ready_timeout)) {
-    spdlog::error("child {} not ready after {:.0f} s ({})", child.name, config_.ready_timeout,
+    spdlog::error("child {} not ready after {:.1f} s ({})", child.name, config_.ready_timeout,
                   child.last_error.empty() ? "no answer" : child.last_error);
-    registry_.apply(index, ChildEvent::ready_timeout, "not ready within --ready-timeout", now);
+    recycle(index, "not ready within --ready-timeout");
     return;
   }
   if (child.state == ChildState::unhealthy && now - child.state_since >= to_duration(config_.unhealthy_restart_after)) {
-    recycle(index, "unhealthy for " + std::to_string(static_cast<int>(config_.unhealthy_restart_after)) + " s");
+    recycle(index, fmt::format("unhealthy for {:.1f} s", config_.unhealthy_restart_after));
     return;
   }
   if (child.state == ChildState::draining && child.in_flight == 0) {
@@ -507,6 +641,7 @@ void Supervisor::maybe_recycle_for_limits(Clock::time_point now) {
     const Slot& slot = slots_[i];
     if (!is_serving(child.state) || !slot.process || !slot.process->running) continue;
     std::string reason;
+    if (slot.retire_when_stopped) continue;
     if (config_.max_child_age > 0 && now - child.started_at >= to_duration(config_.max_child_age)) {
       reason = "older than --max-child-age";
     } else if (config_.max_child_rss > 0) {

@@ -42,6 +42,7 @@ enum class ChildEvent {
   restart_scheduled,
   parked,
   ready_timeout,  // never became ready within --ready-timeout
+  undrain,        // an operator takes back a drain
 };
 
 std::string_view to_string(ChildState state);
@@ -78,6 +79,8 @@ struct Child {
   std::uint64_t served = 0;
   std::uint64_t failures = 0;
   std::uint64_t restarts = 0;
+  std::uint64_t health_failures = 0;
+  std::uint64_t cooldowns = 0;
   std::string last_error;
   bool ever_ready = false;
   bool retire_on_exit = false;  // drained or stopped for good, not for a restart

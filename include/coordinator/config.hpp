@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -80,7 +82,32 @@ struct Config {
 
   // Attach mode: route to these instead of spawning children.
   std::vector<Upstream> upstreams;
+
+  // Operations.
+  std::filesystem::path config_file;    // --config, for the record
+  std::filesystem::path api_keys_file;  // empty: no keys required
+  bool protect_metrics = false;
+  bool admin_remote = false;
+  bool json_logs = false;
+  std::size_t max_connections = 10000;
+  std::size_t shard_index = 0;  // keep profiles whose sorted index % shard_count == shard_index
+  std::size_t shard_count = 1;
 };
+
+// One `key = value` of a TOML config file, with its line for error messages.
+struct ConfigEntry {
+  std::string key;
+  std::vector<std::string> values;  // one, or several for an array
+  int line = 0;
+};
+
+// Parses the TOML subset a config file uses (comments, `key = value` with
+// strings, numbers, booleans and arrays of those; `[coordinator]` section
+// headers are allowed and ignored). Returns "FILE:LINE: reason" on error.
+std::variant<std::vector<ConfigEntry>, std::string> parse_config_file(const std::string& path, std::string_view text);
+
+// Parses `--shard K/N` (0 <= K < N).
+std::optional<std::pair<std::size_t, std::size_t>> parse_shard(const std::string& text);
 
 // What parsing the command line decided: run with a Config, or exit at once
 // (--help, or a refused value) with a message for stdout or stderr.

@@ -24,6 +24,8 @@ class HealthChecker {
  public:
   HealthChecker(net::io_context& io, const Config& config, Registry& registry);
   void start();
+  // Starts polling a slot added after start (live reload).
+  void watch(std::size_t index);
   void stop() { stopping_ = true; }
 
  private:

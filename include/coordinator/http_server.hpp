@@ -4,8 +4,10 @@
 #include <string>
 #include <unordered_map>
 
+#include "coordinator/api_keys.hpp"
 #include "coordinator/asio.hpp"
 #include "coordinator/config.hpp"
+#include "coordinator/metrics.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/relay.hpp"
 #include "coordinator/responses.hpp"
@@ -17,12 +19,35 @@ namespace coordinator {
 // `extra` fields (e.g. the profile queue) are merged in.
 std::string readiness_body(const Registry& registry, Clock::time_point now, const std::string& extra_json = {});
 
+// The children as JSON, as in /ready's `children` and GET /admin/children.
+std::string children_json(const Registry& registry, Clock::time_point now);
+
+// What the admin API can ask of the rest of the daemon. Each returns an error
+// message, or an empty string when done.
+struct AdminActions {
+  std::function<std::string(std::size_t)> restart;
+  std::function<std::string(std::size_t)> drain;
+  std::function<std::string(std::size_t)> undrain;
+  std::function<std::string()> reload;  // API keys and profiles
+};
+
+// Everything the server works with besides its sockets.
+struct ServerServices {
+  Registry& registry;
+  Dispatcher& dispatcher;
+  UpstreamPool& pool;
+  Metrics& metrics;
+  const ApiKeyStore& api_keys;
+  std::function<void(std::size_t, std::string)> recycle;
+  std::function<std::string()> fleet_extra;  // extra /ready fields (JSON object)
+  AdminActions admin;
+};
+
 // The client-facing HTTP/1.1 server: accepts, parses, routes and answers,
 // forwarding /v1/* through the relay.
 class HttpServer {
  public:
-  HttpServer(net::io_context& io, const Config& config, Registry& registry, Dispatcher& dispatcher, UpstreamPool& pool,
-             std::function<void(std::size_t, std::string)> recycle, std::function<std::string()> fleet_extra);
+  HttpServer(net::io_context& io, const Config& config, ServerServices services);
 
   // Binds and listens; returns a one-line error on failure.
   std::string listen();
@@ -52,12 +77,14 @@ class HttpServer {
                               unsigned status, std::string message, std::string type, std::string code,
                               ForwardResult& outcome, ExtraHeaders extra = {});
   bool keep_alive_for(const http::request<http::string_body>& request) const;
+  awaitable<bool> route_admin(beast::tcp_stream& stream, const http::request<http::string_body>& request,
+                              std::string_view path, ForwardResult& outcome);
 
   net::io_context& io_;
   const Config& config_;
   Registry& registry_;
+  ServerServices services_;
   ForwardContext forward_;
-  std::function<std::string()> fleet_extra_;
   tcp::acceptor acceptor_;
   bool accepting_ = false;
   bool shutting_down_ = false;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,5 +28,16 @@ bool is_valid_req_id(std::string_view req_id);
 std::optional<std::string> extract_req_id(std::string_view sse_bytes);
 
 bool iequals(std::string_view a, std::string_view b);
+
+// A client's X-Request-Id is kept when it is 1-128 of [A-Za-z0-9._:-].
+bool is_valid_request_id(std::string_view id);
+// A new request id: 16 random hex digits.
+std::string new_request_id();
+
+// One access-log line per request (text, or JSON with --log-format json).
+void log_access(std::string_view method, std::string_view path, unsigned status, std::string_view child, double seconds,
+                std::uint64_t bytes, std::string_view request_id);
+// Selects the log format of the coordinator's own log and the access log.
+void configure_logging(bool json);
 
 }  // namespace coordinator

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <optional>
 #include <string>
@@ -20,7 +21,9 @@ class Registry {
 
   std::size_t size() const { return children_.size(); }
   const Child& at(std::size_t index) const { return children_.at(index); }
-  const std::vector<Child>& children() const { return children_; }
+  const std::deque<Child>& children() const { return children_; }
+  // A new slot (live reload); references to existing children stay valid.
+  std::size_t add(Child child);
   std::optional<std::size_t> find(std::string_view name) const;
 
   // Applies `event`; returns true when the state changed. `reason` becomes
@@ -65,7 +68,7 @@ class Registry {
  private:
   void notify_capacity();
 
-  std::vector<Child> children_;
+  std::deque<Child> children_;  // a deque: adding a slot never moves the others
   std::size_t cursor_ = 0;
   std::function<void()> capacity_listener_;
   std::unordered_map<std::string, std::size_t> req_owners_;

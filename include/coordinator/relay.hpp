@@ -6,6 +6,7 @@
 #include "coordinator/asio.hpp"
 #include "coordinator/config.hpp"
 #include "coordinator/dispatcher.hpp"
+#include "coordinator/metrics.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/upstream.hpp"
 
@@ -20,6 +21,7 @@ struct ForwardContext {
   UpstreamPool& pool;
   // Stop and restart a child that stalled (the supervisor's job).
   std::function<void(std::size_t, std::string)> recycle;
+  Metrics* metrics = nullptr;
 };
 
 struct ForwardResult {
@@ -27,6 +29,7 @@ struct ForwardResult {
   std::string child;             // the child that answered, if any
   bool client_reusable = false;  // the client connection may carry another request
   std::uint64_t bytes_sent = 0;  // body bytes relayed to the client
+  double stream_ttfb = -1;       // seconds to the first byte of a streamed answer (-1: not a stream)
 };
 
 // Forwards `request` to a child and relays its answer to `client` as it

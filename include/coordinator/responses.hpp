@@ -16,6 +16,10 @@ using ExtraHeaders = std::vector<std::pair<std::string, std::string>>;
 awaitable<bool> send_json(beast::tcp_stream& client, unsigned version, unsigned status, std::string body,
                           bool keep_alive, Clock::duration timeout, ExtraHeaders extra = {});
 
+// Any other complete response (metrics text, the status page).
+awaitable<bool> send_text(beast::tcp_stream& client, unsigned version, unsigned status, std::string body,
+                          std::string content_type, bool keep_alive, Clock::duration timeout);
+
 // The same with the OpenAI-style error body.
 // Coroutine parameters are owned strings: a view would dangle once the
 // caller's temporary is gone.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -47,6 +48,16 @@ class Supervisor {
   // Stops a stuck child and restarts it as after a failure.
   void recycle(std::size_t slot, const std::string& reason);
   bool manages(pid_t pid) const;
+
+  // Admin actions; each returns an error message or "".
+  std::string restart(std::size_t slot);  // stop now, start again at once (not a failure)
+  std::string drain(std::size_t slot);    // no new requests; stop when idle; stays stopped
+  std::string undrain(std::size_t slot);  // back into service
+  // Live reload: new profiles get a slot (or a place in the queue), removed
+  // ones are drained and stopped, changed ones restarted. Returns a summary.
+  std::string reload(const std::vector<Profile>& profiles);
+  // Called with the index of each slot added by a reload (to health-check it).
+  void on_slot_added(std::function<void(std::size_t)> listener) { slot_added_ = std::move(listener); }
   // Queued and parked profiles, as JSON fields for /ready.
   std::string fleet_json() const;
 
@@ -63,7 +74,9 @@ class Supervisor {
     bool started_once = false;
     bool stop_requested = false;
     bool stop_is_failure = false;
+    bool retire_when_stopped = false;  // drained by an operator or a reload: do not restart
     std::string stop_reason;
+    std::string profile_stamp;  // size and mtime of the profile when started
   };
 
   void schedule_start(std::size_t slot, Clock::duration delay);
@@ -83,7 +96,8 @@ class Supervisor {
   std::string python_;
   std::string launcher_;
   std::string launcher_dir_;
-  std::vector<Slot> slots_;
+  std::deque<Slot> slots_;
+  std::function<void(std::size_t)> slot_added_;
   std::deque<Profile> waiting_;
   std::vector<Profile> parked_;
   std::unordered_map<std::string, FailureHistory> history_;

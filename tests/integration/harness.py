@@ -534,7 +534,13 @@ class Coordinator:
     ``stderr_path``, ``port``, ``api_base``, ``stream_base``, ``camoufox_base``,
     ``port_step``, ``names`` (sorted profile names), ``profile_paths`` (name -> abs path),
     ``secrets`` (name -> [secret strings]), ``proc``, ``argv``, ``leaked`` ((pid,
-    description) pairs killed by the harness at exit).
+    description) pairs killed by the harness at exit), ``attach_names``, ``attached``
+    (name -> {"proc", "port", "url", "label"}).
+
+    Helpers beyond HTTP and the state dir: :meth:`rewrite_profile` (new ``_fake`` options
+    for the next restart), :meth:`write_env_file` (``NAME.env``), :meth:`children` /
+    :meth:`child` / :meth:`child_states` / :meth:`wait_child` (GET /ready's ``children``),
+    :meth:`upstream_name` and :meth:`attached_pid` (attach mode).
     """
 
     def __init__(self, profiles, extra_args=(), wait_ready="auto", ready_wait=20.0,
@@ -776,7 +782,7 @@ class Coordinator:
         self.argv = self.build_argv()
         out = open(self.stdout_path, "wb")
         err = open(self.stderr_path, "wb")
-        self._out_files = [out, err]
+        self._out_files += [out, err]
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                      env=env, cwd=self.dir, start_new_session=True)
         return self

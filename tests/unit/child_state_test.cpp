@@ -20,10 +20,10 @@ constexpr Next kNo = std::nullopt;  // the event is ignored in this state
 constexpr std::array<ChildState, 10> kStates{S::starting, S::ready,   S::busy,   S::unhealthy, S::cooling,
                                              S::exited,   S::backoff, S::failed, S::draining,  S::retired};
 
-constexpr std::array<ChildEvent, 13> kEvents{E::spawned,      E::health_ok,  E::health_failed,     E::forward_failed,
-                                             E::slots_full,   E::slot_freed, E::rate_limited,      E::cooldown_over,
-                                             E::drain,        E::exited,     E::restart_scheduled, E::parked,
-                                             E::ready_timeout};
+constexpr std::array<ChildEvent, 14> kEvents{E::spawned,       E::health_ok,  E::health_failed,     E::forward_failed,
+                                             E::slots_full,    E::slot_freed, E::rate_limited,      E::cooldown_over,
+                                             E::drain,         E::exited,     E::restart_scheduled, E::parked,
+                                             E::ready_timeout, E::undrain};
 
 struct Row {
   ChildState state;
@@ -32,19 +32,19 @@ struct Row {
 
 // The whole state machine with retire_on_exit = false. Columns, in order:
 //   spawned, health_ok, health_failed, forward_failed, slots_full, slot_freed, rate_limited,
-//   cooldown_over, drain, exited, restart_scheduled, parked, ready_timeout
+//   cooldown_over, drain, exited, restart_scheduled, parked, ready_timeout, undrain
 // clang-format off
 const std::array<Row, kStates.size()> kTable{{
-  {S::starting,  {S::starting, S::ready, kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      S::draining, S::exited, kNo,        kNo,       S::unhealthy}},
-  {S::ready,     {kNo,         kNo,      S::unhealthy, S::unhealthy, S::busy, kNo,      S::cooling, kNo,      S::draining, S::exited, kNo,        kNo,       kNo}},
-  {S::busy,      {kNo,         kNo,      S::unhealthy, S::unhealthy, kNo,     S::ready, S::cooling, kNo,      S::draining, S::exited, kNo,        kNo,       kNo}},
-  {S::unhealthy, {kNo,         S::ready, kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      S::draining, S::exited, kNo,        kNo,       kNo}},
-  {S::cooling,   {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        S::ready, S::draining, S::exited, kNo,        kNo,       kNo}},
-  {S::exited,    {S::starting, kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       S::backoff, S::failed, kNo}},
-  {S::backoff,   {S::starting, kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       kNo,        S::failed, kNo}},
-  {S::failed,    {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       kNo,        kNo,       kNo}},
-  {S::draining,  {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         S::exited, kNo,        kNo,       kNo}},
-  {S::retired,   {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       kNo,        kNo,       kNo}},
+  {S::starting,  {S::starting, S::ready, kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      S::draining, S::exited, kNo,        kNo,       S::unhealthy, kNo}},
+  {S::ready,     {kNo,         kNo,      S::unhealthy, S::unhealthy, S::busy, kNo,      S::cooling, kNo,      S::draining, S::exited, kNo,        kNo,       kNo,          kNo}},
+  {S::busy,      {kNo,         kNo,      S::unhealthy, S::unhealthy, kNo,     S::ready, S::cooling, kNo,      S::draining, S::exited, kNo,        kNo,       kNo,          kNo}},
+  {S::unhealthy, {kNo,         S::ready, kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      S::draining, S::exited, kNo,        kNo,       kNo,          kNo}},
+  {S::cooling,   {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        S::ready, S::draining, S::exited, kNo,        kNo,       kNo,          kNo}},
+  {S::exited,    {S::starting, kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       S::backoff, S::failed, kNo,          kNo}},
+  {S::backoff,   {S::starting, kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       kNo,        S::failed, kNo,          kNo}},
+  {S::failed,    {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       S::backoff, kNo,       kNo,          kNo}},
+  {S::draining,  {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         S::exited, kNo,        kNo,       kNo,          S::unhealthy}},
+  {S::retired,   {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       S::backoff, kNo,       kNo,          S::backoff}},
 }};
 // clang-format on
 
@@ -104,12 +104,17 @@ TEST(ChildState, AGoneProcessIsNeverServing) {
   }
 }
 
-TEST(ChildState, TerminalStatesIgnoreEveryEvent) {
+TEST(ChildState, StoppedStatesLeaveOnlyByAnOperatorsRestart) {
+  // failed and retired are final for every automatic event; only a restart
+  // (or undrain) an operator asks for moves them, and only to backoff.
   for (ChildEvent event : kEvents) {
-    EXPECT_EQ(next_state(S::retired, event, false), kNo) << to_string(event);
-    EXPECT_EQ(next_state(S::retired, event, true), kNo) << to_string(event);
-    EXPECT_EQ(next_state(S::failed, event, false), kNo) << to_string(event);
-    EXPECT_EQ(next_state(S::failed, event, true), kNo) << to_string(event);
+    for (bool retire : {false, true}) {
+      const bool operator_event = event == E::restart_scheduled || event == E::undrain;
+      const Next from_retired = next_state(S::retired, event, retire);
+      const Next from_failed = next_state(S::failed, event, retire);
+      EXPECT_EQ(from_retired, operator_event ? Next{S::backoff} : kNo) << to_string(event);
+      EXPECT_EQ(from_failed, event == E::restart_scheduled ? Next{S::backoff} : kNo) << to_string(event);
+    }
   }
 }
 
@@ -141,6 +146,7 @@ TEST(ChildState, EventNames) {
   EXPECT_EQ(to_string(E::restart_scheduled), "restart_scheduled");
   EXPECT_EQ(to_string(E::parked), "parked");
   EXPECT_EQ(to_string(E::ready_timeout), "ready_timeout");
+  EXPECT_EQ(to_string(E::undrain), "undrain");
   EXPECT_EQ(to_string(static_cast<ChildEvent>(99)), "unknown");
 }
 

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+
+#include "coordinator/registry.hpp"
+
+namespace coordinator {
+
+// Counters and histograms of the data path, rendered in the Prometheus text
+// exposition format together with the fleet's state from the registry.
+class Metrics {
+ public:
+  Metrics();
+
+  void observe_request(const std::string& route, unsigned status, const std::string& child, double seconds);
+  void observe_stream_ttfb(double seconds);
+  void count_retry() { ++retries_; }
+  void count_cancel() { ++cancels_; }
+  void count_connect_error(const std::string& child) { ++connect_errors_[child]; }
+
+  // Everything, with the gauges read now.
+  std::string render(const Registry& registry, std::size_t in_flight, std::size_t queued) const;
+
+  // A request path reduced to the route it matched (bounded label values).
+  static std::string route_of(std::string_view path);
+
+ private:
+  static constexpr std::array<double, 14> kBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                   1,     2.5,  5,     10,   30,  60,   300};
+  struct Histogram {
+    std::array<std::uint64_t, kBuckets.size()> counts{};
+    std::uint64_t count = 0;
+    double sum = 0;
+    void observe(double value);
+  };
+
+  std::chrono::steady_clock::time_point started_;
+  std::map<std::tuple<std::string, unsigned, std::string>, std::uint64_t> requests_;
+  std::map<std::string, Histogram> durations_;
+  Histogram stream_ttfb_;
+  std::uint64_t retries_ = 0;
+  std::uint64_t cancels_ = 0;
+  std::map<std::string, std::uint64_t> connect_errors_;
+};
+
+}  // namespace coordinator
