@@ -42,7 +42,7 @@ locals {
   shard_args = [
     for k in range(var.shard_count) : concat(
       ["--shutdown-grace", tostring(var.shutdown_grace_seconds)],
-      var.shard_count > 1 ? ["--shard", "${k + 1}/${var.shard_count}"] : [],
+      var.shard_count > 1 ? ["--shard", "${k}/${var.shard_count}"] : [],
       var.extra_coordinator_args,
     )
   ]
