@@ -7,7 +7,9 @@ packages=(
   cmake ninja-build g++ pkg-config
   libboost-dev libboost-filesystem-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libgtest-dev
   python3 curl ca-certificates procps
-  shellcheck
+  # Deployment and operations checks: shell scripts, promtool for /metrics,
+  # headless Chromium for the status page, systemd-analyze for the unit.
+  shellcheck prometheus chromium fonts-liberation systemd
 )
 # The integration tests drive the coordinator with the npm `openai` client.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

@@ -249,16 +249,16 @@ int run(const Config& config) {
       hurry = true;
     }
     signals.async_wait(on_signal);
-    net::signal_set hangup(io, SIGHUP);
-    std::function<void(const error_code&, int)> on_hangup = [&](const error_code& ec, int) {
-      if (ec) return;
-      spdlog::info("received SIGHUP: reloading");
-      if (auto problems = reload(); !problems.empty()) spdlog::error("reload: {}", problems);
-      hangup.async_wait(on_hangup);
-    };
-    hangup.async_wait(on_hangup);
   };
   signals.async_wait(on_signal);
+  net::signal_set hangup(io, SIGHUP);
+  std::function<void(const error_code&, int)> on_hangup = [&](const error_code& ec, int) {
+    if (ec) return;
+    spdlog::info("received SIGHUP: reloading");
+    if (auto problems = reload(); !problems.empty()) spdlog::error("reload: {}", problems);
+    hangup.async_wait(on_hangup);
+  };
+  hangup.async_wait(on_hangup);
 
   if (attach_mode) {
     spdlog::info("coordinator listening on {}:{} in attach mode over {} upstream(s)", config.host, config.port,

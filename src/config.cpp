@@ -113,13 +113,27 @@ std::optional<std::string> apply_config_file(CLI::App& app, const std::string& p
     }
     if (option->count() > 0) continue;  // given on the command line
     const std::string env = option->get_envname();
-    if (!env.empty() && std::getenv(env.c_str()) != nullptr) continue;  // the environment wins
+    const char* env_value = env.empty() ? nullptr : std::getenv(env.c_str());
+    if (env_value != nullptr && env_value[0] != '\0') continue;  // the environment wins (CLI11 ignores empty ones)
     try {
       option->clear();
       for (const auto& value : entry.values) option->add_result(value);
       option->run_callback();
     } catch (const CLI::Error& error) {
       return where + entry.key + ": " + error.what();
+    }
+    // Values checked after parsing get their file and line here too.
+    for (const auto& value : entry.values) {
+      std::string problem;
+      if (entry.key == "upstream") {
+        const auto parsed = parse_upstream(value);
+        if (const auto* error = std::get_if<std::string>(&parsed)) problem = *error;
+      } else if (entry.key == "shard" && !value.empty() && !parse_shard(value)) {
+        problem = "expected K/N with 0 <= K < N";
+      } else if (entry.key == "max-child-rss" && !parse_byte_size(value)) {
+        problem = "'" + value + "' is not a size";
+      }
+      if (!problem.empty()) return where + entry.key + ": " + problem;
     }
   }
   return std::nullopt;
@@ -270,6 +284,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   add_seconds(app, "--cooldown", config.cooldown, "Time out of rotation after a 429 without Retry-After");
   app.add_option("--pool-size", config.pool_size,
                  "Children to run at once; the other profiles wait their turn (0 = every profile)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{100000}))
       ->capture_default_str();
 
   // Dispatch.
@@ -282,6 +297,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
       ->capture_default_str();
   app.add_option("--max-queue", config.max_queue, "Requests allowed to wait for a free child (then 429)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{10000000}))
       ->capture_default_str();
   add_seconds(app, "--queue-timeout", config.queue_timeout, "Longest wait for a free child (then 503)");
   std::vector<std::string> upstream_texts;
@@ -360,8 +376,18 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     config.upstreams.push_back(upstream);
   }
   if (print_config) {
-    std::string effective = app.config_to_str(/*default_also=*/true, /*write_description=*/false);
-    return ExitRequest{0, "# coordinator: effective configuration\n" + effective};
+    // Lines a config file cannot hold (--config itself, --print-config, empty lists) are left out,
+    // so the output can be saved and used as a config file.
+    std::istringstream all(app.config_to_str(/*default_also=*/true, /*write_description=*/false));
+    std::string effective = "# coordinator: effective configuration\n";
+    for (std::string line; std::getline(all, line);) {
+      if (line.rfind("config=", 0) == 0 || line.rfind("print-config=", 0) == 0 || line.rfind("help=", 0) == 0 ||
+          (line.ends_with("=\"\"") && line.rfind("upstream=", 0) == 0)) {
+        continue;
+      }
+      effective += line + "\n";
+    }
+    return ExitRequest{0, effective};
   }
   return config;
 }

@@ -14,6 +14,8 @@ namespace coordinator {
 namespace {
 
 constexpr std::size_t kHeaderLimit = 64 * 1024;
+// Children (uvicorn) refuse far fewer; refusing here keeps them from being blamed.
+constexpr std::size_t kMaxFields = 100;
 constexpr std::string_view kCancelPrefix = "/v1/cancel/";
 constexpr auto kBodyReadTimeout = std::chrono::seconds(120);
 // A named object: g++ 12 cannot hold a braced list across a co_await.
@@ -190,13 +192,41 @@ awaitable<void> HttpServer::run_session(tcp::socket socket) {
       if (ec) break;
     }
     sessions_[id].busy = true;
+    outcome = ForwardResult{};
+    const http::request<http::string_body> bad_request{http::verb::get, "/", 11};
+    // Read the whole header block and look at its raw bytes first: Beast
+    // tolerates shapes (obs-fold) that a proxy must refuse.
+    stream.expires_after(to_duration(config_.header_timeout));
+    HeaderBlockCheck block;
+    while (true) {
+      const auto data = buffer.cdata();
+      block = check_header_block(std::string_view(static_cast<const char*>(data.data()), data.size()), kMaxFields);
+      if (block.complete || block.problem != HeaderBlockCheck::Problem::none || buffer.size() > kHeaderLimit) break;
+      const std::size_t n = co_await stream.async_read_some(buffer.prepare(4096), use_awaitable_ec(ec));
+      buffer.commit(n);
+      if (ec) break;
+    }
+    if (ec) break;
+    if (block.problem == HeaderBlockCheck::Problem::too_many_fields ||
+        (!block.complete && buffer.size() > kHeaderLimit)) {
+      co_await reply_error(
+          stream, bad_request, 431,
+          "Request headers are larger than 64 KiB or more than " + std::to_string(kMaxFields) + " fields.",
+          "invalid_request_error", "headers_too_large", outcome, kCloseConnection);
+      break;
+    }
+    if (block.problem != HeaderBlockCheck::Problem::none) {
+      co_await reply_error(stream, bad_request, 400,
+                           block.problem == HeaderBlockCheck::Problem::obs_fold
+                               ? "Malformed HTTP request: folded header lines (obs-fold) are not accepted."
+                               : "Malformed HTTP request: lines must end with CRLF.",
+                           "invalid_request_error", "bad_request", outcome, kCloseConnection);
+      break;
+    }
     http::request_parser<http::string_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(config_.max_body);
-    stream.expires_after(to_duration(config_.header_timeout));
     co_await http::async_read_header(stream, buffer, parser, use_awaitable_ec(ec));
-    outcome = ForwardResult{};
-    const http::request<http::string_body> bad_request{http::verb::get, "/", 11};
     if (ec == http::error::header_limit) {
       co_await reply_error(stream, bad_request, 431, "Request headers are larger than 64 KiB.", "invalid_request_error",
                            "headers_too_large", outcome, kCloseConnection);
@@ -218,6 +248,14 @@ awaitable<void> HttpServer::run_session(tcp::socket socket) {
       break;
     }
     const auto& head = parser.get();
+    // RFC 9112 6.3: a Transfer-Encoding that does not end in chunked leaves the
+    // body's length unknown; reading on would let the body pass as a request.
+    if (head.count(http::field::transfer_encoding) > 0 && !parser.chunked()) {
+      co_await reply_error(stream, bad_request, 400, "Malformed HTTP request: Transfer-Encoding must end with chunked.",
+                           "invalid_request_error", "bad_request", outcome, kCloseConnection);
+      break;
+    }
+    const std::size_t header_fields = static_cast<std::size_t>(std::distance(head.begin(), head.end()));
     if (const auto length = parser.content_length(); length && *length > config_.max_body) {
       co_await reply_error(stream, bad_request, 413,
                            "Request body is larger than " + std::to_string(config_.max_body) + " bytes.",
@@ -246,6 +284,12 @@ awaitable<void> HttpServer::run_session(tcp::socket socket) {
       break;
     }
     http::request<http::string_body> request = parser.release();
+    // Chunked trailer fields are not headers (RFC 9110 6.5.1): drop them.
+    if (static_cast<std::size_t>(std::distance(request.begin(), request.end())) > header_fields) {
+      auto first_trailer = request.begin();
+      std::advance(first_trailer, static_cast<std::ptrdiff_t>(header_fields));
+      while (first_trailer != request.end()) first_trailer = request.erase(first_trailer);
+    }
     // Every request carries an id: the client's if well formed, else a new one.
     if (!is_valid_request_id(request["X-Request-Id"])) request.set("X-Request-Id", new_request_id());
     const auto started = Clock::now();
@@ -285,8 +329,22 @@ awaitable<bool> HttpServer::reply(beast::tcp_stream& stream, const http::request
     if (!iequals(header.first, "Connection")) headers.push_back(header);
   }
   if (const std::string_view id = request["X-Request-Id"]; !id.empty()) headers.emplace_back("X-Request-Id", id);
-  const bool sent = co_await send_json(stream, request.version(), status, std::move(body), keep_alive,
-                                       to_duration(config_.client_send_timeout), headers);
+  const bool sent =
+      co_await send_json(stream, request.version(), status, std::move(body), keep_alive,
+                         to_duration(config_.client_send_timeout), headers, request.method() == http::verb::head);
+  co_return sent&& keep_alive;
+}
+
+awaitable<bool> HttpServer::reply_text(beast::tcp_stream& stream, const http::request<http::string_body>& request,
+                                       std::string body, std::string content_type, ForwardResult& outcome) {
+  const bool head_only = request.method() == http::verb::head;
+  const bool keep_alive = keep_alive_for(request);
+  outcome.status = 200;
+  outcome.bytes_sent = head_only ? 0 : body.size();
+  ExtraHeaders extra;
+  if (const std::string_view id = request["X-Request-Id"]; !id.empty()) extra.emplace_back("X-Request-Id", id);
+  const bool sent = co_await send_text(stream, request.version(), 200, std::move(body), std::move(content_type),
+                                       keep_alive, to_duration(config_.client_send_timeout), head_only, extra);
   co_return sent&& keep_alive;
 }
 
@@ -317,12 +375,14 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
                                    "invalid_request_error", "invalid_api_key", outcome, kAskForBearer);
   }
 
+  // HEAD is answered like GET, without the body, where the coordinator itself answers.
+  const bool get_like = method == http::verb::get || method == http::verb::head;
   if (path == "/live") {
-    if (method != http::verb::get) co_return co_await wrong_method("GET");
+    if (!get_like) co_return co_await wrong_method("GET, HEAD");
     co_return co_await reply(stream, request, 200, std::string(R"({"status":"alive"})"), outcome);
   }
   if (path == "/ready" || path == "/health") {
-    if (method != http::verb::get) co_return co_await wrong_method("GET");
+    if (!get_like) co_return co_await wrong_method("GET, HEAD");
     const unsigned status = registry_.serving_count() > 0 ? 200 : 503;
     // Named locals: g++ 12 destroys a temporary of a ?: inside a co_await statement twice.
     const std::string extra = services_.fleet_extra ? services_.fleet_extra() : std::string{};
@@ -330,21 +390,15 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
     co_return co_await reply(stream, request, status, std::move(body), outcome);
   }
   if (path == "/metrics") {
-    if (method != http::verb::get) co_return co_await wrong_method("GET");
+    if (!get_like) co_return co_await wrong_method("GET, HEAD");
     std::string body = services_.metrics.render(registry_, requests_in_flight_, services_.dispatcher.queued());
-    const bool sent =
-        co_await send_text(stream, request.version(), 200, std::move(body), "text/plain; version=0.0.4; charset=utf-8",
-                           keep_alive_for(request), to_duration(config_.client_send_timeout));
-    outcome.status = 200;
-    co_return sent&& keep_alive_for(request);
+    co_return co_await reply_text(stream, request, std::move(body), "text/plain; version=0.0.4; charset=utf-8",
+                                  outcome);
   }
   if (path == "/" || path == "/status") {
-    if (method != http::verb::get) co_return co_await wrong_method("GET");
-    const bool sent =
-        co_await send_text(stream, request.version(), 200, std::string(status_page_html()), "text/html; charset=utf-8",
-                           keep_alive_for(request), to_duration(config_.client_send_timeout));
-    outcome.status = 200;
-    co_return sent&& keep_alive_for(request);
+    if (!get_like) co_return co_await wrong_method("GET, HEAD");
+    co_return co_await reply_text(stream, request, std::string(status_page_html()), "text/html; charset=utf-8",
+                                  outcome);
   }
   if (path.substr(0, 7) == "/admin/") co_return co_await route_admin(stream, request, path, outcome);
   if (path == "/v1/models") {

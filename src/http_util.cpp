@@ -25,6 +25,44 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+HeaderBlockCheck check_header_block(std::string_view bytes, std::size_t max_fields) {
+  HeaderBlockCheck check;
+  std::size_t fields = 0;
+  bool seen_request_line = false;
+  std::size_t line_start = 0;
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (bytes[i] != '\n') continue;
+    if (i == 0 || bytes[i - 1] != '\r') {
+      check.problem = HeaderBlockCheck::Problem::bare_lf;
+      return check;
+    }
+    const bool empty_line = i - 1 == line_start;
+    if (empty_line && !seen_request_line) {
+      line_start = i + 1;  // RFC 9112 2.2: empty lines before the request line may be ignored
+      continue;
+    }
+    if (empty_line) {
+      check.complete = true;
+      check.length = i + 1;
+      return check;
+    }
+    if (seen_request_line) {
+      // A field line that starts with white space continues the previous one (obs-fold).
+      if (bytes[line_start] == ' ' || bytes[line_start] == '\t') {
+        check.problem = HeaderBlockCheck::Problem::obs_fold;
+        return check;
+      }
+      if (++fields > max_fields) {
+        check.problem = HeaderBlockCheck::Problem::too_many_fields;
+        return check;
+      }
+    }
+    seen_request_line = true;
+    line_start = i + 1;
+  }
+  return check;
+}
+
 bool is_valid_request_id(std::string_view id) {
   return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.' || c == ':';

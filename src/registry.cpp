@@ -92,8 +92,9 @@ bool Registry::report_spawned(std::size_t index, int pid, Clock::time_point now)
 }
 
 bool Registry::report_exit(std::size_t index, std::string_view how, Clock::time_point now) {
-  const Child& child = children_.at(index);
+  Child& child = children_.at(index);
   const bool planned = child.state == ChildState::draining;
+  child.pid = 0;  // the pid is in the log line; a dead one would mislead here
   return apply(index, ChildEvent::exited, planned ? std::string_view{} : how, now);
 }
 

@@ -107,11 +107,15 @@ class Relay {
     build_upstream_request();
   }
 
-  awaitable<ForwardResult> run() {
-    const auto start = started_;
+  void start_deadlines() {
+    const auto start = Clock::now();
     total_deadline_ = stream_mode_ ? kNever : start + to_duration(config_.request_timeout);
     idle_deadline_ = stream_mode_ ? start + to_duration(config_.stream_idle_timeout) : kNever;
     heartbeat_due_ = start + heartbeat_period();
+  }
+
+  awaitable<ForwardResult> run() {
+    start_deadlines();
 
     watch_->client = &client_.socket();
     watch_client(watch_);
@@ -190,6 +194,7 @@ class Relay {
       const std::size_t child = *acquired.child;
       if (child >= tried.size()) tried.resize(context_.registry.size(), false);  // a slot added by a reload
       tried[child] = true;
+      if (!attempted) start_deadlines();  // time spent queued does not count against the child
       attempted = true;
       std::string error;
       rate_limited_ = false;
@@ -559,6 +564,8 @@ class Relay {
   // Ends an answer that has already started: as an SSE error event when the
   // client is reading a stream, else by closing the connection.
   awaitable<void> abort_stream(const std::string& why) {
+    // The streaming issue asks for the error event, [DONE], then a close: the
+    // answer cannot be trusted, so neither is the connection it came on.
     client_keep_alive_ = false;
     if (sse_to_client_ && framing_ != Framing::length) {
       const std::string events = stream_abort_events(why);

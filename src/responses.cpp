@@ -4,8 +4,25 @@
 
 namespace coordinator {
 
+namespace {
+
+awaitable<bool> write_response(beast::tcp_stream& client, http::response<http::string_body>& response,
+                               Clock::duration timeout, bool head_only) {
+  error_code ec;
+  client.expires_after(timeout);
+  if (head_only) {
+    http::response_serializer<http::string_body> serializer{response};
+    co_await http::async_write_header(client, serializer, use_awaitable_ec(ec));
+  } else {
+    co_await http::async_write(client, response, use_awaitable_ec(ec));
+  }
+  co_return !ec;
+}
+
+}  // namespace
+
 awaitable<bool> send_json(beast::tcp_stream& client, unsigned version, unsigned status, std::string body,
-                          bool keep_alive, Clock::duration timeout, ExtraHeaders extra) {
+                          bool keep_alive, Clock::duration timeout, ExtraHeaders extra, bool head_only) {
   http::response<http::string_body> response{static_cast<http::status>(status), version};
   response.set(http::field::server, "coordinator");
   response.set(http::field::content_type, "application/json");
@@ -13,25 +30,21 @@ awaitable<bool> send_json(beast::tcp_stream& client, unsigned version, unsigned 
   response.keep_alive(keep_alive);
   response.body() = std::move(body);
   response.prepare_payload();
-  error_code ec;
-  client.expires_after(timeout);
-  co_await http::async_write(client, response, use_awaitable_ec(ec));
-  co_return !ec;
+  co_return co_await write_response(client, response, timeout, head_only);
 }
 
 awaitable<bool> send_text(beast::tcp_stream& client, unsigned version, unsigned status, std::string body,
-                          std::string content_type, bool keep_alive, Clock::duration timeout) {
+                          std::string content_type, bool keep_alive, Clock::duration timeout, bool head_only,
+                          ExtraHeaders extra) {
   http::response<http::string_body> response{static_cast<http::status>(status), version};
   response.set(http::field::server, "coordinator");
   response.set(http::field::content_type, content_type);
   response.set(http::field::cache_control, "no-store");
+  for (const auto& [name, value] : extra) response.set(name, value);
   response.keep_alive(keep_alive);
   response.body() = std::move(body);
   response.prepare_payload();
-  error_code ec;
-  client.expires_after(timeout);
-  co_await http::async_write(client, response, use_awaitable_ec(ec));
-  co_return !ec;
+  co_return co_await write_response(client, response, timeout, head_only);
 }
 
 awaitable<bool> send_error(beast::tcp_stream& client, unsigned version, unsigned status, std::string message,

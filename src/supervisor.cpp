@@ -430,7 +430,9 @@ void Supervisor::after_exit(std::size_t index, bool failure, const std::string& 
                  park ? "is parked" : "goes to the back of the queue", next.name);
     registry_.assign_profile(index, next.name, next.path);
   } else if (park) {
-    registry_.apply(index, ChildEvent::parked, "parked after " + std::to_string(recent) + " failures: " + reason, now);
+    registry_.apply(
+        index, ChildEvent::parked,
+        fmt::format("parked: {} failure(s) within {:.0f} s, last: {}", recent, config_.restart_window, reason), now);
     return;
   }
   registry_.apply(index, ChildEvent::restart_scheduled, {}, now);

@@ -73,6 +73,9 @@ class HttpServer {
                                    std::string req_id, ForwardResult& outcome);
   awaitable<bool> reply(beast::tcp_stream& stream, const http::request<http::string_body>& request, unsigned status,
                         std::string body, ForwardResult& outcome, ExtraHeaders extra = {});
+  // 200 with a non-JSON body (metrics, the status page); no body for HEAD.
+  awaitable<bool> reply_text(beast::tcp_stream& stream, const http::request<http::string_body>& request,
+                             std::string body, std::string content_type, ForwardResult& outcome);
   awaitable<bool> reply_error(beast::tcp_stream& stream, const http::request<http::string_body>& request,
                               unsigned status, std::string message, std::string type, std::string code,
                               ForwardResult& outcome, ExtraHeaders extra = {});

@@ -29,6 +29,16 @@ std::optional<std::string> extract_req_id(std::string_view sse_bytes);
 
 bool iequals(std::string_view a, std::string_view b);
 
+// A first look at a request's raw header block, before Beast parses it, for
+// what Beast would accept but a proxy must refuse (request smuggling shapes).
+struct HeaderBlockCheck {
+  enum class Problem { none, obs_fold, bare_lf, too_many_fields };
+  bool complete = false;   // the blank line that ends the headers was seen
+  std::size_t length = 0;  // bytes up to and including it, when complete
+  Problem problem = Problem::none;
+};
+HeaderBlockCheck check_header_block(std::string_view bytes, std::size_t max_fields);
+
 // A client's X-Request-Id is kept when it is 1-128 of [A-Za-z0-9._:-].
 bool is_valid_request_id(std::string_view id);
 // A new request id: 16 random hex digits.

@@ -12,13 +12,15 @@ namespace coordinator {
 
 using ExtraHeaders = std::vector<std::pair<std::string, std::string>>;
 
-// Writes one complete JSON response to a client. Returns false when the write failed.
+// Writes one complete JSON response to a client; `head_only` (the answer to
+// HEAD) sends its headers without the body. Returns false when the write failed.
 awaitable<bool> send_json(beast::tcp_stream& client, unsigned version, unsigned status, std::string body,
-                          bool keep_alive, Clock::duration timeout, ExtraHeaders extra = {});
+                          bool keep_alive, Clock::duration timeout, ExtraHeaders extra = {}, bool head_only = false);
 
 // Any other complete response (metrics text, the status page).
 awaitable<bool> send_text(beast::tcp_stream& client, unsigned version, unsigned status, std::string body,
-                          std::string content_type, bool keep_alive, Clock::duration timeout);
+                          std::string content_type, bool keep_alive, Clock::duration timeout, bool head_only = false,
+                          ExtraHeaders extra = {});
 
 // The same with the OpenAI-style error body.
 // Coroutine parameters are owned strings: a view would dangle once the

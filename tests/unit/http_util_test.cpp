@@ -70,3 +70,41 @@ TEST(HttpUtil, ExtractReqIdRefusesOtherShapes) {
   EXPECT_FALSE(extract_req_id("data: {\"id\":\"chatcmpl-" + std::string(200, 'a') + "-1\"}").has_value());
   EXPECT_FALSE(extract_req_id("").has_value());
 }
+
+TEST(HeaderBlock, CompleteBlockAndItsLength) {
+  const std::string block = "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next";
+  const auto check = check_header_block(block, 100);
+  EXPECT_TRUE(check.complete);
+  EXPECT_EQ(check.length, block.find("GET /next"));
+  EXPECT_EQ(check.problem, HeaderBlockCheck::Problem::none);
+}
+
+TEST(HeaderBlock, IncompleteUntilTheBlankLine) {
+  EXPECT_FALSE(check_header_block("GET / HTTP/1.1\r\nHost: x\r\n", 100).complete);
+  EXPECT_FALSE(check_header_block("GET / HTTP/1.1\r\nHost: x\r", 100).complete);
+}
+
+TEST(HeaderBlock, LeadingEmptyLinesAreIgnored) {
+  const auto check = check_header_block("\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 100);
+  EXPECT_TRUE(check.complete);
+  EXPECT_EQ(check.problem, HeaderBlockCheck::Problem::none);
+}
+
+TEST(HeaderBlock, ObsFoldIsAProblem) {
+  EXPECT_EQ(check_header_block("GET / HTTP/1.1\r\nX-A: a\r\n continued\r\n\r\n", 100).problem,
+            HeaderBlockCheck::Problem::obs_fold);
+  EXPECT_EQ(check_header_block("GET / HTTP/1.1\r\nX-A: a\r\n\tTransfer-Encoding: chunked\r\n\r\n", 100).problem,
+            HeaderBlockCheck::Problem::obs_fold);
+}
+
+TEST(HeaderBlock, BareLineFeedIsAProblem) {
+  EXPECT_EQ(check_header_block("GET / HTTP/1.1\nHost: x\r\n\r\n", 100).problem, HeaderBlockCheck::Problem::bare_lf);
+  EXPECT_EQ(check_header_block("GET / HTTP/1.1\r\nHost: x\n\r\n", 100).problem, HeaderBlockCheck::Problem::bare_lf);
+}
+
+TEST(HeaderBlock, TooManyFields) {
+  std::string block = "GET / HTTP/1.1\r\n";
+  for (int i = 0; i < 3; ++i) block += "a: b\r\n";
+  EXPECT_EQ(check_header_block(block + "\r\n", 3).problem, HeaderBlockCheck::Problem::none);
+  EXPECT_EQ(check_header_block(block + "c: d\r\n\r\n", 3).problem, HeaderBlockCheck::Problem::too_many_fields);
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Chaos soak of the coordinator over fake children: 5 minutes, or 30 s with --quick.
+#   tests/soak/run.sh [--quick] [--duration S] [--clients N] [--children N] [--seed N]
+# Uses $COORDINATOR_BIN (default build/coordinator). Exit code 0 = pass.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+export COORDINATOR_BIN="${COORDINATOR_BIN:-$repo/build/coordinator}"
+if [[ ! -x "$COORDINATOR_BIN" ]]; then
+  echo "coordinator binary not found at $COORDINATOR_BIN (run: cmake --build $repo/build)" >&2
+  exit 2
+fi
+export PYTHONDONTWRITEBYTECODE=1
+# The whole run is bounded: load + warm-up + recovery waits stay well under this.
+case " $* " in
+  *" --quick "*) limit=600 ;;
+  *) limit=1800 ;;
+esac
+exec timeout --signal=INT --kill-after=30 "$limit" python3 "$here/soak.py" "$@"
