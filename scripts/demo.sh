@@ -9,9 +9,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh" "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF
 cd "$root"
+# Simulated children start in a blink, so the start stagger is short; real browsers want the default 2 s.
 exec "$root/build/coordinator" \
   --profiles config/demo-profiles \
   --launcher tests/fixtures/fake_child/launch_camoufox.py \
   --coordinator-host 127.0.0.1 \
   --log-dir logs/demo \
+  --start-stagger 0.2 \
   "$@"

@@ -6,6 +6,7 @@
 #include <array>
 #include <limits>
 #include <memory>
+#include <sstream>
 
 #include "coordinator/http_util.hpp"
 #include "coordinator/responses.hpp"
@@ -14,7 +15,7 @@ namespace coordinator {
 
 namespace {
 
-constexpr std::size_t kRelayBufferBytes = 64 * 1024;
+constexpr std::size_t kRelayBufferBytes = 16 * 1024;
 constexpr std::size_t kReqIdScanBytes = 8 * 1024;
 constexpr std::string_view kHeartbeat = ": keep-alive\n\n";
 constexpr auto kNever = Clock::time_point::max();
@@ -254,6 +255,7 @@ class Relay {
       }
       stall_deadline_ = Clock::now() + to_duration(config_.stall_timeout);
       beast::flat_buffer buffer;
+      buffer.reserve(kRelayBufferBytes);  // a typical answer's head and body in one read, not two
       http::response_parser<http::buffer_body> parser;
       parser.body_limit(std::numeric_limits<std::uint64_t>::max());
       parser.header_limit(64 * 1024);
@@ -316,7 +318,8 @@ class Relay {
       co_return Attempt::done;
     }
 
-    std::array<char, kRelayBufferBytes> chunk{};
+    // Not value-initialised: zero-filling 16 KiB per answer showed up in profiles.
+    std::array<char, kRelayBufferBytes> chunk;
     bool upstream_clean = true;
     while (!parser.is_done()) {
       response.body().data = chunk.data();
@@ -488,6 +491,14 @@ class Relay {
     result_.status = head.result_int();
     committed_ = true;
     if (stream_mode_) result_.stream_ttfb = std::chrono::duration<double>(Clock::now() - started_).count();
+    if (!sse_to_client_ && !stream_mode_) {
+      // Not a stream: the head waits for the first body bytes and goes out in
+      // the same write (one segment, one wake-up of the client, not two).
+      std::ostringstream serialized;
+      serialized << head.base();
+      pending_head_ = std::move(serialized).str();
+      co_return true;
+    }
     http::response_serializer<http::empty_body> serializer{head};
     error_code ec;
     client_.expires_after(to_duration(config_.client_send_timeout));
@@ -517,11 +528,13 @@ class Relay {
     if (data.size() == 0) co_return true;
     error_code ec;
     client_.expires_after(to_duration(config_.client_send_timeout));
+    const net::const_buffer head = net::buffer(pending_head_);
     if (framing_ == Framing::chunked) {
-      co_await net::async_write(client_, http::make_chunk(data), use_awaitable_ec(ec));
+      co_await net::async_write(client_, beast::buffers_cat(head, http::make_chunk(data)), use_awaitable_ec(ec));
     } else {
-      co_await net::async_write(client_, data, use_awaitable_ec(ec));
+      co_await net::async_write(client_, beast::buffers_cat(head, data), use_awaitable_ec(ec));
     }
+    pending_head_.clear();
     if (ec) {
       return_client_gone();
       co_return false;
@@ -531,9 +544,21 @@ class Relay {
   }
 
   awaitable<bool> finish_body() {
-    if (framing_ != Framing::chunked) co_return true;
     error_code ec;
     client_.expires_after(to_duration(config_.client_send_timeout));
+    if (!pending_head_.empty()) {
+      // An empty body: the head goes out now, with the last chunk if chunked.
+      if (framing_ == Framing::chunked) {
+        co_await net::async_write(client_, beast::buffers_cat(net::buffer(pending_head_), http::make_chunk_last()),
+                                  use_awaitable_ec(ec));
+      } else {
+        co_await net::async_write(client_, net::buffer(pending_head_), use_awaitable_ec(ec));
+      }
+      pending_head_.clear();
+      if (ec) return_client_gone();
+      co_return !ec;
+    }
+    if (framing_ != Framing::chunked) co_return true;
     co_await net::async_write(client_, http::make_chunk_last(), use_awaitable_ec(ec));
     if (ec) return_client_gone();
     co_return !ec;
@@ -648,7 +673,8 @@ class Relay {
   Clock::time_point queue_deadline_{};
   bool client_keep_alive_;
   const bool client_chunked_ok_;
-  bool committed_ = false;  // the client has been sent a status line
+  bool committed_ = false;    // the client has been sent (or will be sent) a status line
+  std::string pending_head_;  // a non-stream answer's head, sent with its first body bytes
   bool sse_to_client_ = false;
   Framing framing_ = Framing::length;
   Clock::time_point total_deadline_{};
