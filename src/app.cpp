@@ -50,14 +50,8 @@ int fail(const std::string& message) {
 
 // A child's API port must be free before the child is started.
 std::string check_port_free(int port) {
-  net::io_context io;
-  tcp::acceptor probe(io);
-  error_code ec;
-  probe.open(tcp::v4(), ec);
-  if (!ec) probe.set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) probe.bind(tcp::endpoint(net::ip::address_v4::any(), static_cast<unsigned short>(port)), ec);
-  if (ec) return "child API port " + std::to_string(port) + " is not free: " + ec.message();
-  return {};
+  if (port_is_free(port)) return {};
+  return "child API port " + std::to_string(port) + " is not free (in use by another process)";
 }
 
 Child make_child(const Config& config, std::string name, std::filesystem::path profile, ChildPorts ports) {

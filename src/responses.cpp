@@ -23,14 +23,8 @@ awaitable<bool> write_response(beast::tcp_stream& client, http::response<http::s
 
 awaitable<bool> send_json(beast::tcp_stream& client, unsigned version, unsigned status, std::string body,
                           bool keep_alive, Clock::duration timeout, ExtraHeaders extra, bool head_only) {
-  http::response<http::string_body> response{static_cast<http::status>(status), version};
-  response.set(http::field::server, "coordinator");
-  response.set(http::field::content_type, "application/json");
-  for (const auto& [name, value] : extra) response.set(name, value);
-  response.keep_alive(keep_alive);
-  response.body() = std::move(body);
-  response.prepare_payload();
-  co_return co_await write_response(client, response, timeout, head_only);
+  co_return co_await send_text(client, version, status, std::move(body), "application/json", keep_alive, timeout,
+                               head_only, std::move(extra));
 }
 
 awaitable<bool> send_text(beast::tcp_stream& client, unsigned version, unsigned status, std::string body,
@@ -39,6 +33,7 @@ awaitable<bool> send_text(beast::tcp_stream& client, unsigned version, unsigned 
   http::response<http::string_body> response{static_cast<http::status>(status), version};
   response.set(http::field::server, "coordinator");
   response.set(http::field::content_type, content_type);
+  // The coordinator's answers describe the fleet now: never cache them.
   response.set(http::field::cache_control, "no-store");
   for (const auto& [name, value] : extra) response.set(name, value);
   response.keep_alive(keep_alive);

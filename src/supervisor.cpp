@@ -124,6 +124,17 @@ std::vector<std::string> child_command(const Config& config, const std::string& 
   return argv;
 }
 
+bool port_is_free(int port) {
+  if (port <= 0) return true;
+  net::io_context io;
+  tcp::acceptor probe(io);
+  error_code ec;
+  probe.open(tcp::v4(), ec);
+  if (!ec) probe.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) probe.bind(tcp::endpoint(net::ip::address_v4::any(), static_cast<unsigned short>(port)), ec);
+  return !ec;
+}
+
 std::vector<std::string> child_environment(const char* const* inherited,
                                            const std::vector<std::pair<std::string, std::string>>& overrides) {
   std::vector<std::string> result;
@@ -248,16 +259,6 @@ std::string profile_stamp(const fs::path& path) {
   return std::to_string(size) + ":" + std::to_string(time.time_since_epoch().count());
 }
 
-bool port_free(int port) {
-  if (port <= 0) return true;
-  net::io_context io;
-  tcp::acceptor probe(io);
-  error_code ec;
-  probe.open(tcp::v4(), ec);
-  if (!ec) probe.set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) probe.bind(tcp::endpoint(net::ip::address_v4::any(), static_cast<unsigned short>(port)), ec);
-  return !ec;
-}
 
 }  // namespace
 
@@ -269,7 +270,7 @@ awaitable<void> Supervisor::start_when_due(std::size_t slot, unsigned generation
   // A browser left by the previous run may still hold the ports: wait (bounded).
   const Child& child = registry_.at(slot);
   for (int tries = 0; tries < 40 && !stopping_; ++tries) {
-    if (port_free(child.ports.api) && port_free(child.ports.stream)) break;
+    if (port_is_free(child.ports.api) && port_is_free(child.ports.stream)) break;
     if (tries == 0)
       spdlog::info("child {}: waiting for ports {} and {} to be free", child.name, child.ports.api, child.ports.stream);
     timer.expires_after(std::chrono::milliseconds(250));

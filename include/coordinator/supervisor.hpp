@@ -20,6 +20,9 @@ namespace coordinator {
 // The argv a child is started with, interpreter first.
 std::vector<std::string> child_command(const Config& config, const std::string& python, const Child& child);
 
+// True when a TCP port can be bound on every address (nothing listens on it).
+bool port_is_free(int port);
+
 // A child's environment ("KEY=VALUE" entries): `inherited` with `overrides`
 // replacing or adding variables.
 std::vector<std::string> child_environment(const char* const* inherited,
