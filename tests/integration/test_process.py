@@ -66,3 +66,17 @@ class SubreaperTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ProfilePermissionTests(unittest.TestCase):
+
+    def test_profile_readable_by_others_draws_a_warning(self):
+        with Coordinator({"private": {}, "shared": {}}) as c:
+            os.chmod(c.profile_paths["private"], 0o600)
+            os.chmod(c.profile_paths["shared"], 0o644)
+            before = len(c.stderr())
+            # Discovery, and so the check, runs at start and on every reload.
+            self.assertEqual(c.request("POST", "/admin/reload").status, 200)
+            self.assertTrue(wait_until(lambda: "shared.json is readable by group or others"
+                                       in c.stderr()[before:], 5), c.stderr()[-2000:])
+            self.assertNotIn("private.json is readable", c.stderr()[before:])
