@@ -8,6 +8,7 @@ if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
   set(CMAKE_BUILD_TYPE RelWithDebInfo CACHE STRING "Build type" FORCE)
 endif()
 
+option(COORDINATOR_FUZZ "Build the libFuzzer targets in tests/fuzz (clang only; see tests/fuzz/run.sh)" OFF)
 option(COORDINATOR_SANITIZE "Build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
 
 add_library(coordinator_warnings INTERFACE)

@@ -10,6 +10,8 @@ packages=(
   # Deployment and operations checks: shell scripts, promtool for /metrics,
   # headless Chromium for the status page, systemd-analyze for the unit.
   shellcheck prometheus chromium fonts-liberation systemd
+  # libFuzzer targets (tests/fuzz): clang with its sanitizer runtimes.
+  clang libclang-rt-14-dev
 )
 # The integration tests drive the coordinator with the npm `openai` client.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

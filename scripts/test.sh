@@ -2,8 +2,10 @@
 # The whole test suite, from a fresh Debian 12 machine: installs the
 # dependencies, builds, and runs every test (unit, integration with the fake
 # child and real clients, deployment checks), then the same suite again in an
-# AddressSanitizer + UndefinedBehaviorSanitizer build.
-#   scripts/test.sh            everything
+# AddressSanitizer + UndefinedBehaviorSanitizer build, then a 30 s chaos soak,
+# a short libFuzzer run of every fuzz target and the benchmark harness in its
+# quick mode (so neither rots).
+#   scripts/test.sh                 everything
 #   scripts/test.sh --no-sanitize   skip the sanitizer pass
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,3 +39,7 @@ if [ "$sanitize" -eq 1 ]; then
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ctest --test-dir "$root/build-asan" --output-on-failure -j "$jobs"
 fi
+
+echo "== chaos soak (30 s)"
+"$root/tests/soak/run.sh" --quick
+

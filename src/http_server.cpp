@@ -73,7 +73,7 @@ nlohmann::json children_array(const Registry& registry, Clock::time_point now) {
 }  // namespace
 
 std::string children_json(const Registry& registry, Clock::time_point now) {
-  return children_array(registry, now).dump();
+  return dump_json(children_array(registry, now));
 }
 
 std::string readiness_body(const Registry& registry, Clock::time_point now, const std::string& extra_json) {
@@ -89,7 +89,7 @@ std::string readiness_body(const Registry& registry, Clock::time_point now, cons
     const auto extra = nlohmann::json::parse(extra_json, nullptr, false);
     if (extra.is_object()) body.update(extra);
   }
-  return body.dump();
+  return dump_json(body);
 }
 
 HttpServer::HttpServer(net::io_context& io, const Config& config, ServerServices services)
@@ -487,7 +487,7 @@ awaitable<bool> HttpServer::route_admin(beast::tcp_stream& stream, const http::r
   }
   spdlog::info("admin {} done (request {})", action, request["X-Request-Id"]);
   nlohmann::json body = {{"success", true}, {"action", action}};
-  co_return co_await reply(stream, request, 200, body.dump(), outcome);
+  co_return co_await reply(stream, request, 200, dump_json(body), outcome);
 }
 
 awaitable<bool> HttpServer::broadcast_cancel(beast::tcp_stream& stream, const http::request<http::string_body>& request,
@@ -523,7 +523,7 @@ awaitable<bool> HttpServer::broadcast_cancel(beast::tcp_stream& stream, const ht
   spdlog::info("cancel {}: completed on {} of {} children{}", req_id, completed.size(), targets.size(),
                targets.size() == 1 && registry_.size() > 1 ? " (sent to its owner only)" : "");
   nlohmann::json body = {{"success", any}, {"req_id", req_id}, {"completed", completed}, {"failed", failed}};
-  co_return co_await reply(stream, request, any ? 200 : 404, body.dump(), outcome);
+  co_return co_await reply(stream, request, any ? 200 : 404, dump_json(body), outcome);
 }
 
 }  // namespace coordinator

@@ -10,9 +10,13 @@
 
 namespace coordinator {
 
+std::string dump_json(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string error_body(std::string_view message, std::string_view type, std::string_view code) {
   nlohmann::json body = {{"error", {{"message", message}, {"type", type}, {"code", code}}}};
-  return body.dump();
+  return dump_json(body);
 }
 
 std::string stream_abort_events(std::string_view message) {

@@ -48,6 +48,8 @@ class CheckingSax final : public nlohmann::json_sax<nlohmann::json> {
   }
   bool open(bool is_object) {
     if (depth_ == 0) top_is_object_ = is_object;
+    // A later duplicate "stream" key wins, as in the children's JSON parser.
+    if (key_is_stream_ && depth_ == 1) stream_requested_ = false;
     key_is_stream_ = false;
     if (++depth_ > max_depth_) {
       too_deep_ = true;

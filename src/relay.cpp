@@ -465,7 +465,10 @@ class Relay {
 
   template <class Header>
   awaitable<bool> write_head(const Header& upstream_head) {
-    http::response<http::empty_body> head{upstream_head.result(), request_.version()};
+    // By number: a status Beast has no name for (418, 520 ...) must pass unchanged.
+    http::response<http::empty_body> head;
+    head.result(upstream_head.result_int());
+    head.version(request_.version());
     const std::string_view connection = upstream_head[http::field::connection];
     for (const auto& field : upstream_head) {
       const std::string_view name = field.name_string();

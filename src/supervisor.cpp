@@ -1,5 +1,7 @@
 #include "coordinator/supervisor.hpp"
 
+#include "coordinator/http_util.hpp"
+
 #include <signal.h>
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/spdlog.h>
@@ -145,10 +147,11 @@ std::vector<std::string> child_environment(const char* const* inherited,
         std::any_of(overrides.begin(), overrides.end(), [&](const auto& override) { return override.first == key; });
     if (!replaced) result.emplace_back(text);
   }
-  for (const auto& [key, value] : overrides) {
+  for (const auto& variable : overrides) {
     // A later line of the same key wins, as in a shell.
-    std::erase_if(result, [&](const std::string& entry) { return entry.compare(0, key.size() + 1, key + "=") == 0; });
-    result.push_back(key + "=" + value);
+    const std::string prefix = variable.first + "=";
+    std::erase_if(result, [&](const std::string& entry) { return entry.compare(0, prefix.size(), prefix) == 0; });
+    result.push_back(prefix + variable.second);
   }
   return result;
 }
@@ -231,7 +234,7 @@ std::string Supervisor::fleet_json() const {
   for (const auto& profile : waiting_) queued.push_back(profile.name);
   nlohmann::json parked = nlohmann::json::array();
   for (const auto& profile : parked_) parked.push_back(profile.name);
-  return nlohmann::json{{"queued_profiles", queued}, {"parked_profiles", parked}}.dump();
+  return dump_json(nlohmann::json{{"queued_profiles", queued}, {"parked_profiles", parked}});
 }
 
 void Supervisor::start() {
@@ -258,7 +261,6 @@ std::string profile_stamp(const fs::path& path) {
   if (ec) return {};
   return std::to_string(size) + ":" + std::to_string(time.time_since_epoch().count());
 }
-
 
 }  // namespace
 

@@ -1,11 +1,16 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace coordinator {
+
+// Serialises JSON that may hold bytes from outside (request paths, file
+// names): invalid UTF-8 is replaced, never thrown on.
+std::string dump_json(const nlohmann::json& value);
 
 // The one OpenAI-style error body every error made by the coordinator uses.
 std::string error_body(std::string_view message, std::string_view type, std::string_view code);

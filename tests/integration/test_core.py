@@ -302,6 +302,15 @@ class ForwardingTests(unittest.TestCase):
                 self.assertGreaterEqual(counts[name], 10, f"unbalanced round robin: {counts}")
 
 
+class UnusualStatusTests(unittest.TestCase):
+
+    def test_status_beast_has_no_name_for_is_relayed_unchanged(self):
+        # Found by fuzz_http_response: 520 reached the client as "000 <unknown-status>".
+        with Coordinator({"odd": {"chat_status": 520}}) as c:
+            r = c.chat("hello")
+            self.assertEqual(r.status, 520, r)
+
+
 class CancelTests(unittest.TestCase):
 
     def test_cancel_broadcast_200(self):

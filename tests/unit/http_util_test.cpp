@@ -108,3 +108,9 @@ TEST(HeaderBlock, TooManyFields) {
   EXPECT_EQ(check_header_block(block + "\r\n", 3).problem, HeaderBlockCheck::Problem::none);
   EXPECT_EQ(check_header_block(block + "c: d\r\n\r\n", 3).problem, HeaderBlockCheck::Problem::too_many_fields);
 }
+
+TEST(HttpUtil, ErrorBodyStaysValidJsonForInvalidUtf8) {
+  // Found by fuzz_ids: a request path with invalid UTF-8, quoted in a 404, threw.
+  const std::string body = error_body("No route for /v1/\xc3\x28.", "invalid_request_error", "not_found");
+  EXPECT_TRUE(nlohmann::json::accept(body)) << body;
+}

@@ -48,3 +48,10 @@ TEST(JsonCheck, HugeNumbersAreRefusedNotCrashedOn) {
   EXPECT_FALSE(check_json(big).valid);
   EXPECT_TRUE(check_json("{\"n\":123456789012345678901234567890}").valid);
 }
+
+TEST(JsonCheck, LaterDuplicateStreamKeyWins) {
+  // Found by fuzz_profile_json: the child's parser keeps the last duplicate.
+  EXPECT_FALSE(check_json(R"({"stream":true,"stream":{"a":1}})").stream_requested);
+  EXPECT_FALSE(check_json(R"({"stream":true,"stream":[1]})").stream_requested);
+  EXPECT_TRUE(check_json(R"({"stream":{"a":1},"stream":true})").stream_requested);
+}
