@@ -43,3 +43,5 @@ fi
 echo "== chaos soak (30 s)"
 "$root/tests/soak/run.sh" --quick
 
+echo "== fuzzing (${FUZZ_SECONDS:-20} s per target)"
+"$root/tests/fuzz/run.sh" "${FUZZ_SECONDS:-20}"
