@@ -45,3 +45,6 @@ echo "== chaos soak (30 s)"
 
 echo "== fuzzing (${FUZZ_SECONDS:-20} s per target)"
 "$root/tests/fuzz/run.sh" "${FUZZ_SECONDS:-20}"
+
+echo "== benchmark harness, quick mode (no judgement; docs/benchmarks.md has the full run)"
+"$root/bench/run.sh" --quick
