@@ -25,6 +25,11 @@ const ExtraHeaders kAskForBearer{{"WWW-Authenticate", "Bearer"}};
 const ExtraHeaders kAllowGet{{"Allow", "GET"}};
 const ExtraHeaders kAllowPost{{"Allow", "POST"}};
 
+// Empty when the peer's address could not be read (it is then unspecified).
+std::string address_text(const net::ip::address& address) {
+  return address.is_unspecified() ? std::string() : address.to_string();
+}
+
 std::string_view path_of(std::string_view target) {
   return target.substr(0, target.find('?'));
 }
@@ -169,6 +174,9 @@ bool HttpServer::keep_alive_for(const http::request<http::string_body>& request)
 
 awaitable<void> HttpServer::run_session(tcp::socket socket) {
   set_no_delay(socket);
+  // The peer's address, read once: X-Forwarded-For and the admin check need it on every request.
+  error_code peer_ec;
+  const net::ip::address peer = socket.remote_endpoint(peer_ec).address();
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   const std::uint64_t id = next_session_id_++;
@@ -301,7 +309,7 @@ awaitable<void> HttpServer::run_session(tcp::socket socket) {
     bool keep_going = false;
     {
       InFlight in_flight(requests_in_flight_);
-      keep_going = co_await route(stream, request, outcome);
+      keep_going = co_await route(stream, request, peer, outcome);
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
     const std::string_view path = path_of(request.target());
@@ -355,7 +363,7 @@ awaitable<bool> HttpServer::reply_error(beast::tcp_stream& stream, const http::r
 }
 
 awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request<http::string_body>& request,
-                                  ForwardResult& outcome) {
+                                  const net::ip::address& peer, ForwardResult& outcome) {
   const std::string_view path = path_of(request.target());
   const http::verb method = request.method();
   auto wrong_method = [&](std::string allowed) {
@@ -400,10 +408,12 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
     co_return co_await reply_text(stream, request, std::string(status_page_html()), "text/html; charset=utf-8",
                                   outcome);
   }
-  if (path.substr(0, 7) == "/admin/") co_return co_await route_admin(stream, request, path, outcome);
+  if (path.substr(0, 7) == "/admin/") co_return co_await route_admin(stream, request, path, peer, outcome);
   if (path == "/v1/models") {
     if (method != http::verb::get) co_return co_await wrong_method("GET");
-    outcome = co_await forward_request(forward_, stream, request, false, /*takes_slot=*/false, keep_alive_for(request));
+    std::string client_address = address_text(peer);
+    outcome = co_await forward_request(forward_, stream, request, false, /*takes_slot=*/false, keep_alive_for(request),
+                                       std::move(client_address));
     co_return outcome.client_reusable;
   }
   if (path == "/v1/chat/completions") {
@@ -414,8 +424,9 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
       co_return co_await reply_error(stream, request, 400, "Request body must be a JSON object: " + why + ".",
                                      "invalid_request_error", "invalid_json", outcome);
     }
+    std::string client_address = address_text(peer);
     outcome = co_await forward_request(forward_, stream, request, body.stream_requested, /*takes_slot=*/true,
-                                       keep_alive_for(request));
+                                       keep_alive_for(request), std::move(client_address));
     co_return outcome.client_reusable;
   }
   if (path.substr(0, kCancelPrefix.size()) == kCancelPrefix) {
@@ -432,10 +443,8 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
 }
 
 awaitable<bool> HttpServer::route_admin(beast::tcp_stream& stream, const http::request<http::string_body>& request,
-                                        std::string_view path, ForwardResult& outcome) {
-  error_code ec;
-  const auto peer = stream.socket().remote_endpoint(ec);
-  if (!config_.admin_remote && (ec || !peer.address().is_loopback())) {
+                                        std::string_view path, const net::ip::address& peer, ForwardResult& outcome) {
+  if (!config_.admin_remote && !peer.is_loopback()) {
     co_return co_await reply_error(stream, request, 403,
                                    "The admin API answers loopback clients only (see --admin-remote).",
                                    "permission_error", "admin_not_local", outcome);

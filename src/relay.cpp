@@ -93,7 +93,7 @@ bool is_event_stream(std::string_view content_type) {
 class Relay {
  public:
   Relay(ForwardContext& context, beast::tcp_stream& client, const http::request<http::string_body>& request,
-        bool stream_requested, bool takes_slot, bool client_keep_alive)
+        bool stream_requested, bool takes_slot, bool client_keep_alive, std::string client_address)
       : context_(context),
         config_(context.config),
         client_(client),
@@ -101,6 +101,7 @@ class Relay {
         stream_mode_(stream_requested),
         stream_requested_(stream_requested),
         takes_slot_(takes_slot),
+        client_address_(std::move(client_address)),
         client_keep_alive_(client_keep_alive),
         client_chunked_ok_(request.version() >= 11),
         timer_(client.get_executor()),
@@ -648,12 +649,10 @@ class Relay {
       }
       upstream_request_.insert(name, field.value());
     }
-    error_code ec;
-    const auto peer = client_.socket().remote_endpoint(ec);
-    if (!ec) {
-      const std::string address = peer.address().to_string();
+    if (!client_address_.empty()) {
       const std::string_view earlier = request_["X-Forwarded-For"];
-      upstream_request_.set("X-Forwarded-For", earlier.empty() ? address : std::string(earlier) + ", " + address);
+      upstream_request_.set("X-Forwarded-For",
+                            earlier.empty() ? client_address_ : std::string(earlier) + ", " + client_address_);
     }
     upstream_request_.body() = request_.body();
     upstream_request_.keep_alive(true);
@@ -670,6 +669,7 @@ class Relay {
   bool stream_mode_;
   const bool stream_requested_;
   const bool takes_slot_;
+  const std::string client_address_;
   bool rate_limited_ = false;
   std::optional<std::size_t> current_child_;
   Clock::time_point stall_deadline_ = kNever;
@@ -706,8 +706,8 @@ awaitable<void> cancel_on_child(std::string child, std::string host, int port, s
 
 awaitable<ForwardResult> forward_request(ForwardContext& context, beast::tcp_stream& client,
                                          const http::request<http::string_body>& request, bool stream_requested,
-                                         bool takes_slot, bool client_keep_alive) {
-  Relay relay(context, client, request, stream_requested, takes_slot, client_keep_alive);
+                                         bool takes_slot, bool client_keep_alive, std::string client_address) {
+  Relay relay(context, client, request, stream_requested, takes_slot, client_keep_alive, std::move(client_address));
   ForwardResult result = co_await relay.run();
   co_return result;
 }

@@ -76,14 +76,6 @@ void UpstreamPool::give_back(std::size_t child, beast::tcp_stream stream) {
   idle.push_back({std::move(stream), Clock::now()});
 }
 
-void UpstreamPool::clear(std::size_t child) {
-  idle_.at(child).clear();
-}
-
-void UpstreamPool::clear_all() {
-  for (auto& idle : idle_) idle.clear();
-}
-
 awaitable<std::optional<SimpleResponse>> simple_request(std::string host, int port, http::verb method,
                                                         std::string target, std::string body, Clock::duration timeout,
                                                         std::string& error) {

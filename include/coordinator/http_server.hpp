@@ -68,7 +68,7 @@ class HttpServer {
   awaitable<void> accept_loop();
   awaitable<void> run_session(tcp::socket socket);
   awaitable<bool> route(beast::tcp_stream& stream, const http::request<http::string_body>& request,
-                        ForwardResult& outcome);
+                        const net::ip::address& peer, ForwardResult& outcome);
   awaitable<bool> broadcast_cancel(beast::tcp_stream& stream, const http::request<http::string_body>& request,
                                    std::string req_id, ForwardResult& outcome);
   awaitable<bool> reply(beast::tcp_stream& stream, const http::request<http::string_body>& request, unsigned status,
@@ -81,7 +81,7 @@ class HttpServer {
                               ForwardResult& outcome, ExtraHeaders extra = {});
   bool keep_alive_for(const http::request<http::string_body>& request) const;
   awaitable<bool> route_admin(beast::tcp_stream& stream, const http::request<http::string_body>& request,
-                              std::string_view path, ForwardResult& outcome);
+                              std::string_view path, const net::ip::address& peer, ForwardResult& outcome);
 
   net::io_context& io_;
   const Config& config_;

@@ -36,9 +36,10 @@ struct ForwardResult {
 // arrives, retrying on the next child while nothing has been sent.
 // `stream_requested` is the body's "stream": true; `takes_slot` is false for
 // requests that do not occupy a child (/v1/models).
+// `client_address` is the peer's address, read once per connection (X-Forwarded-For).
 awaitable<ForwardResult> forward_request(ForwardContext& context, beast::tcp_stream& client,
                                          const http::request<http::string_body>& request, bool stream_requested,
-                                         bool takes_slot, bool client_keep_alive);
+                                         bool takes_slot, bool client_keep_alive, std::string client_address);
 
 // Sends POST /v1/cancel/{req_id} to one child; logs the outcome.
 awaitable<void> cancel_on_child(std::string child, std::string host, int port, std::string req_id,

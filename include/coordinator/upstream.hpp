@@ -24,13 +24,10 @@ class UpstreamPool {
   // An idle connection that still looks open, if any.
   std::optional<beast::tcp_stream> take(std::size_t child);
   void give_back(std::size_t child, beast::tcp_stream stream);
-  void clear(std::size_t child);
-  void clear_all();
   // Room for slots added by a live reload.
   void resize(std::size_t children) {
     if (children > idle_.size()) idle_.resize(children);
   }
-  std::size_t idle_count(std::size_t child) const { return idle_.at(child).size(); }
 
  private:
   struct Idle {
