@@ -58,6 +58,8 @@ std::string_view to_string(ChildEvent event) {
       return "ready_timeout";
     case ChildEvent::undrain:
       return "undrain";
+    case ChildEvent::ejected:
+      return "ejected";
   }
   return "unknown";
 }
@@ -89,6 +91,7 @@ std::optional<ChildState> next_state(ChildState current, ChildEvent event, bool 
       if (current == S::busy) return S::ready;
       return std::nullopt;
     case ChildEvent::rate_limited:
+    case ChildEvent::ejected:
       // Only a serving child answers requests; an unhealthy one stays unhealthy.
       if (current == S::ready || current == S::busy) return S::cooling;
       return std::nullopt;

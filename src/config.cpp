@@ -282,6 +282,12 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       ->capture_default_str();
   add_seconds(app, "--max-child-age", config.max_child_age, "Recycle a child older than this (0 = off)", 0);
   add_seconds(app, "--cooldown", config.cooldown, "Time out of rotation after a 429 without Retry-After");
+  app.add_option("--eject-after", config.eject_after,
+                 "Take a child out of rotation after this many server errors (5xx) in a row (0 = never)")
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1000000}))
+      ->capture_default_str();
+  add_seconds(app, "--eject-time", config.eject_time,
+              "First ejection's length; doubled for each ejection in a row, up to 10 times this");
   app.add_option("--pool-size", config.pool_size,
                  "Children to run at once; the other profiles wait their turn (0 = every profile)")
       ->check(CLI::Range(std::size_t{0}, std::size_t{100000}))

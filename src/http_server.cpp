@@ -67,6 +67,7 @@ nlohmann::json children_array(const Registry& registry, Clock::time_point now) {
         {"served", child.served},
         {"failures", child.failures},
         {"restarts", child.restarts},
+        {"ejections", child.ejections},
         {"last_error", child.last_error},
         {"seconds_in_state", std::chrono::duration<double>(now - child.state_since).count()},
     });

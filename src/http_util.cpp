@@ -19,8 +19,8 @@ std::string error_body(std::string_view message, std::string_view type, std::str
   return dump_json(body);
 }
 
-std::string stream_abort_events(std::string_view message) {
-  return "data: " + error_body(message, "upstream_error", "child_stream_aborted") + "\n\ndata: [DONE]\n\n";
+std::string stream_abort_events(std::string_view message, std::string_view type, std::string_view code) {
+  return "data: " + error_body(message, type, code) + "\n\ndata: [DONE]\n\n";
 }
 
 bool iequals(std::string_view a, std::string_view b) {

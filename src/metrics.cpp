@@ -126,6 +126,8 @@ std::string Metrics::render(const Registry& registry, std::size_t in_flight, std
             [](const Child& c) { return c.failures; });
   per_child("coordinator_child_cooldowns_total", "Times a child was rate limited (429).",
             [](const Child& c) { return c.cooldowns; });
+  per_child("coordinator_child_ejections_total", "Times a child was ejected after a run of server errors (5xx).",
+            [](const Child& c) { return c.ejections; });
   per_child("coordinator_child_served_total", "Requests a child answered.", [](const Child& c) { return c.served; });
   header(out, "coordinator_child_in_flight", "gauge", "Requests each child is serving.");
   for (const Child& child : registry.children()) {

@@ -1,6 +1,9 @@
 #include "coordinator/registry.hpp"
 
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 namespace coordinator {
 
@@ -78,11 +81,38 @@ bool Registry::report_rate_limited(std::size_t index, Clock::time_point until, C
                "rate limited (429) for " + std::to_string(static_cast<int>(seconds + 0.5)) + " s", now);
 }
 
+std::optional<Clock::time_point> Registry::report_answer(std::size_t index, unsigned status,
+                                                         const OutlierPolicy& policy, Clock::time_point now) {
+  Child& child = children_.at(index);
+  if (status < 500) {
+    child.consecutive_server_errors = 0;
+    child.ejection_streak = 0;
+    return std::nullopt;
+  }
+  ++child.consecutive_server_errors;
+  if (policy.eject_after == 0 || child.consecutive_server_errors < policy.eject_after) return std::nullopt;
+  if (!is_serving(child.state) || serving_count() < 2) return std::nullopt;
+  auto duration = policy.base;
+  for (std::uint64_t i = 0; i < child.ejection_streak && duration < policy.longest; ++i) duration *= 2;
+  duration = std::min(duration, std::max(policy.longest, policy.base));
+  const auto run = child.consecutive_server_errors;
+  child.consecutive_server_errors = 0;
+  ++child.ejection_streak;
+  ++child.ejections;
+  child.cooling_until = now + duration;
+  apply(index, ChildEvent::ejected,
+        fmt::format("ejected for {:g} s after {} server errors in a row (last {})",
+                    std::chrono::duration<double>(duration).count(), run, status),
+        now);
+  return child.cooling_until;
+}
+
 bool Registry::report_spawned(std::size_t index, int pid, Clock::time_point now) {
   Child& child = children_.at(index);
   child.pid = pid;
   child.started_at = now;
   child.external_queue = 0;
+  child.consecutive_server_errors = 0;  // a new process starts a new run (the streak stays)
   child.retire_on_exit = false;
   if (child.state == ChildState::starting) {
     child.state_since = now;

@@ -166,8 +166,15 @@ class Relay {
       ~LeaveQueue() { dispatcher.remove(&waiter); }
     } leave_queue{context_.dispatcher, waiter};
     watch_->queue_timer = &timer_;
+    // A streamed request that waits longer than --sse-heartbeat gets its SSE
+    // head and heartbeats, so that nothing in between cuts the silent connection.
+    const bool beat = heartbeats_apply();
     while (!waiter.granted && !waiter.refused && !watch_->client_gone && Clock::now() < queue_deadline_) {
-      timer_.expires_at(queue_deadline_);
+      if (beat && Clock::now() >= heartbeat_due_) {
+        co_await send_heartbeat();  // a failed write marks the client gone
+        continue;
+      }
+      timer_.expires_at(beat ? std::min(queue_deadline_, heartbeat_due_) : queue_deadline_);
       error_code ec;
       co_await timer_.async_wait(use_awaitable_ec(ec));
     }
@@ -282,6 +289,16 @@ class Relay {
     co_return Attempt::try_next;
   }
 
+  // Outlier detection: a run of server errors takes the child out of rotation.
+  void note_answer(std::size_t child, unsigned status) {
+    const OutlierPolicy policy{config_.eject_after, to_duration(config_.eject_time),
+                               to_duration(config_.eject_time * 10)};
+    const auto until = context_.registry.report_answer(child, status, policy, Clock::now());
+    if (!until) return;
+    net::co_spawn(client_.get_executor(), end_cooldown(&context_.registry, child, *until),
+                  LogEscapedException{"ejection"});
+  }
+
   awaitable<Attempt> relay_response(std::size_t child, beast::tcp_stream& upstream, beast::flat_buffer& buffer,
                                     http::response_parser<http::buffer_body>& parser, std::string& error) {
     auto& response = parser.get();
@@ -304,6 +321,7 @@ class Relay {
       error = "answered 429";
       co_return Attempt::try_next;
     }
+    note_answer(child, status);
     const bool event_stream = is_event_stream(response[http::field::content_type]);
     if (event_stream && !stream_mode_) {
       stream_mode_ = true;
@@ -592,12 +610,13 @@ class Relay {
 
   // Ends an answer that has already started: as an SSE error event when the
   // client is reading a stream, else by closing the connection.
-  awaitable<void> abort_stream(const std::string& why) {
+  awaitable<void> abort_stream(const std::string& why, std::string_view type = "upstream_error",
+                               std::string_view code = "child_stream_aborted") {
     // The streaming issue asks for the error event, [DONE], then a close: the
     // answer cannot be trusted, so neither is the connection it came on.
     client_keep_alive_ = false;
     if (sse_to_client_ && framing_ != Framing::length) {
-      const std::string events = stream_abort_events(why);
+      const std::string events = stream_abort_events(why, type, code);
       if (co_await write_body(net::buffer(events))) co_await finish_body();
     }
     result_.client_reusable = false;
@@ -630,6 +649,11 @@ class Relay {
   awaitable<void> fail_before_commit(unsigned status, std::string message, std::string type, std::string code,
                                      ExtraHeaders extra = {}) {
     if (watch_->client_gone) co_return;
+    if (committed_) {
+      // Heartbeats sent while it waited already committed a 200 SSE answer.
+      co_await abort_stream(message, type, code);
+      co_return;
+    }
     result_.status = status;
     if (const std::string_view id = request_["X-Request-Id"]; !id.empty()) extra.emplace_back("X-Request-Id", id);
     const bool sent = co_await send_error(client_, request_.version(), status, message, type, code, client_keep_alive_,

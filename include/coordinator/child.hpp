@@ -19,7 +19,7 @@ enum class ChildState {
   ready,      // healthy, with a free request slot
   busy,       // healthy, every request slot taken
   unhealthy,  // failed a health check or a forwarded request
-  cooling,    // rate limited by its account (429): out of rotation until a deadline
+  cooling,    // out of rotation until a deadline: rate limited (429) or ejected (a run of 5xx answers)
   exited,     // the process is gone; a restart decision is pending
   backoff,    // waiting to be restarted
   failed,     // parked after too many failures: not restarted
@@ -43,6 +43,7 @@ enum class ChildEvent {
   parked,
   ready_timeout,  // never became ready within --ready-timeout
   undrain,        // an operator takes back a drain
+  ejected,        // answered a run of 5xx errors: out of rotation for a while
 };
 
 std::string_view to_string(ChildState state);
@@ -81,6 +82,9 @@ struct Child {
   std::uint64_t restarts = 0;
   std::uint64_t health_failures = 0;
   std::uint64_t cooldowns = 0;
+  std::uint64_t ejections = 0;
+  std::uint64_t consecutive_server_errors = 0;  // 5xx answers relayed in a row
+  std::uint64_t ejection_streak = 0;            // ejections with no good answer between them
   std::string last_error;
   bool ever_ready = false;
   bool retire_on_exit = false;  // drained or stopped for good, not for a restart

@@ -72,7 +72,9 @@ struct Config {
   std::uint64_t max_child_rss = 0;  // bytes, 0 = off
   double max_child_age = 0;         // seconds, 0 = off
   double cooldown = 60;
-  std::size_t pool_size = 0;  // 0 = every profile
+  std::uint64_t eject_after = 5;  // server errors in a row before a child is ejected; 0 = off
+  double eject_time = 30;         // first ejection; doubles per ejection in a row, up to 10x
+  std::size_t pool_size = 0;      // 0 = every profile
 
   // Dispatch.
   Balance balance = Balance::least_busy;

@@ -16,7 +16,8 @@ std::string dump_json(const nlohmann::json& value);
 std::string error_body(std::string_view message, std::string_view type, std::string_view code);
 
 // The SSE event that ends a stream whose child failed after bytes were sent.
-std::string stream_abort_events(std::string_view message);
+std::string stream_abort_events(std::string_view message, std::string_view type = "upstream_error",
+                                std::string_view code = "child_stream_aborted");
 
 // True for headers that describe one connection and must not be forwarded
 // (RFC 9110 section 7.6.1), compared case-insensitively.

@@ -12,6 +12,16 @@
 
 namespace coordinator {
 
+// When a child that answers with server errors (5xx other than the 502/503/504
+// that fail over) is taken out of rotation: after `eject_after` of them in a
+// row, for `base`, doubled for each further ejection with no good answer in
+// between, up to `longest`.
+struct OutlierPolicy {
+  std::uint64_t eject_after = 5;  // 0 = never eject
+  Clock::duration base = std::chrono::seconds(30);
+  Clock::duration longest = std::chrono::seconds(300);
+};
+
 // The fleet: one Child per slot, their states, request slots, and the
 // round-robin choice. No I/O: callers report what they saw; the registry
 // applies the state machine (next_state) and logs each change once.
@@ -34,6 +44,11 @@ class Registry {
                      Clock::time_point now);
   bool report_forward_failure(std::size_t index, std::string_view error, Clock::time_point now);
   bool report_rate_limited(std::size_t index, Clock::time_point until, Clock::time_point now);
+  // The status of an answer the child gave a client. Returns the end of the
+  // ejection when this answer got the child ejected (state cooling). The last
+  // serving child is never ejected: that would only turn its errors into 503s.
+  std::optional<Clock::time_point> report_answer(std::size_t index, unsigned status, const OutlierPolicy& policy,
+                                                 Clock::time_point now);
   bool report_spawned(std::size_t index, int pid, Clock::time_point now);
   bool report_exit(std::size_t index, std::string_view how, Clock::time_point now);
 

@@ -545,6 +545,48 @@ class DispatchTests(unittest.TestCase):
             self.assertEqual(first.status, 200, first.result)
             self.assertEqual(len(c.chat_requests("alpha")), 1, "the timed-out request was forwarded")
 
+    def test_queued_stream_gets_heartbeats_then_its_answer(self):
+        with Coordinator({"alpha": {"serial": True, "chat_delay": 2.5, "stream_chunks": 3}},
+                         extra_args=["--sse-heartbeat", "0.5"]) as c:
+            first = Background(lambda i: c.chat("first", timeout=15))
+            self.assertTrue(wait_chat_starts(c, "alpha", 1), "first request never reached alpha")
+            t0 = time.monotonic()
+            with SSEStream(c.port, body=chat_body("queued", stream=True), timeout=15) as s:
+                self.assertEqual(s.read_head(5), 200, describe(s.lines))
+                head_after = s.t_head - t0
+                lines = s.read_to_end(15)
+            self.assertTrue(first.join(10))
+            self.assertEqual(first.status, 200, first.result)
+            note(f"queued stream, --sse-heartbeat 0.5: SSE head after {head_after:.2f}s in the queue")
+            self.assertTrue(0.3 <= head_after <= 1.5, f"head after {head_after:.2f}s, expected ~0.5s")
+            first_data = next(i for i, (_, line) in enumerate(lines) if line.startswith("data:"))
+            beats = [line for _, line in lines[:first_data] if line.startswith(": keep-alive")]
+            self.assertGreaterEqual(len(beats), 3, describe(lines))  # 2.5 s queued + 2.5 s silent child
+            contents = [chunk_content(parse_event(line)) for _, line in lines if line.startswith("data: {")]
+            self.assertEqual([x for x in contents if x], ["chunk0 ", "chunk1 ", "chunk2 "], describe(lines))
+            self.assertTrue(is_done(lines[-1][1]), describe(lines))
+
+    def test_queued_stream_times_out_with_an_error_event(self):
+        with Coordinator({"alpha": {"serial": True, "chat_delay": 4.0}},
+                         extra_args=["--sse-heartbeat", "0.4", "--queue-timeout", "1.5"]) as c:
+            first = Background(lambda i: c.chat("first", timeout=15))
+            self.assertTrue(wait_chat_starts(c, "alpha", 1), "first request never reached alpha")
+            # A plain (not streamed) request waiting beside it still gets the 503 status.
+            plain = Background(lambda i: c.chat("plain, waits too long", timeout=10))
+            with SSEStream(c.port, body=chat_body("queued", stream=True), timeout=15) as s:
+                self.assertEqual(s.read_head(5), 200, describe(s.lines))
+                lines = s.read_to_end(10)
+                closed = s.wait_eof(3)
+            events = [parse_event(line) for _, line in lines if line.startswith("data: {")]
+            self.assertEqual(len(events), 1, describe(lines))
+            self.assertEqual(events[0]["error"]["code"], "queue_timeout", events[0])
+            self.assertTrue(is_done(lines[-1][1]), describe(lines))
+            self.assertTrue(closed, "the connection stayed open after the aborted stream")
+            self.assertTrue(first.join(10))
+            self.assertTrue(plain.join(10))
+            self.assertEqual(plain.status, 503, plain.result)
+            self.assertEqual(len(c.chat_requests("alpha")), 1, "a timed-out request was forwarded")
+
     def test_queued_client_disconnect_leaves_queue(self):
         with Coordinator({"alpha": {"serial": True, "chat_delay": 2.0}},
                          extra_args=["--max-queue", "1"]) as c:
@@ -633,6 +675,79 @@ class CooldownTests(unittest.TestCase):
             note(f"429 without Retry-After, --cooldown 2: cooled for {back:.2f}s")
             self.assertEqual((e or {}).get("state"), "ready", e)
             self.assertTrue(1.5 <= back <= 4.0, f"cooled for {back:.2f}s, expected ~2s")
+
+
+class OutlierEjectionTests(unittest.TestCase):
+    """A child answering 500 at once (its /health still OK) is always free, so it would
+    draw most requests; a run of --eject-after server errors takes it out of rotation."""
+
+    def test_child_answering_500_is_ejected_then_readmitted_and_ejected_longer(self):
+        with Coordinator({"alpha": {"chat_status": 500}, "beta": {}, "gamma": {}},
+                         extra_args=["--eject-after", "3", "--eject-time", "2"]) as c:
+            statuses = collections.Counter()
+            for i in range(15):
+                r = c.chat(f"o {i}")
+                statuses[(r.status, served_by(r))] += 1
+            self.assertEqual(statuses[(500, "alpha")], 3, statuses)
+            self.assertEqual(sum(n for (status, _), n in statuses.items() if status == 200), 12, statuses)
+            self.assertEqual(len(c.chat_requests("alpha")), 3)
+            e = c.child("alpha")
+            self.assertEqual(e.get("state"), "cooling", e)
+            self.assertEqual(e.get("ejections"), 1, e)
+            self.assertIn("ejected for 2 s after 3 server errors in a row (last 500)", e.get("last_error", ""))
+            ejected_at = time.time()
+            e = c.wait_child("alpha", lambda e: e.get("state") == "ready", 5, interval=0.05)
+            back = time.time() - ejected_at
+            note(f"--eject-after 3 --eject-time 2: 3 of 15 requests got alpha's 500; back after {back:.2f}s")
+            self.assertEqual((e or {}).get("state"), "ready", e)
+            self.assertTrue(1.0 <= back <= 3.5, f"ejected for {back:.2f}s, expected ~2s")
+            # Still failing: three more errors, and the second ejection in a row lasts twice as long.
+            for i in range(12):
+                c.chat(f"p {i}")
+            self.assertEqual(len(c.chat_requests("alpha")), 6)
+            e = c.child("alpha")
+            self.assertEqual((e.get("state"), e.get("ejections")), ("cooling", 2), e)
+            self.assertIn("ejected for 4 s after 3 server errors", e.get("last_error", ""))
+            metrics = c.get("/metrics").text
+            self.assertIn('coordinator_child_ejections_total{child="alpha"} 2', metrics)
+            self.assertIn('coordinator_child_ejections_total{child="beta"} 0', metrics)
+
+    def test_streamed_500_counts_toward_ejection(self):
+        with Coordinator({"alpha": {"chat_status": 500}, "beta": {"stream_chunks": 2}},
+                         extra_args=["--eject-after", "2", "--eject-time", "30"]) as c:
+            # The first pick is alpha (first in order): its 500 is relayed to the stream request.
+            with SSEStream(c.port, body=chat_body("s", stream=True), timeout=10) as s:
+                self.assertEqual(s.read_head(5), 500, describe(s.lines))
+            self.assertEqual(c.child("alpha").get("state"), "ready")
+            # Then alpha gets every other request: its next error is the second in a row.
+            for i in range(6):
+                c.chat(f"r {i}")
+            self.assertEqual(len(c.chat_requests("alpha")), 2)
+            self.assertEqual(c.child("alpha").get("state"), "cooling")
+        # A healthy fleet never ejects anyone.
+        with Coordinator({"alpha": {}, "beta": {}}, extra_args=["--eject-after", "1"]) as c:
+            for i in range(6):
+                self.assertEqual(c.chat(f"g {i}").status, 200)
+            self.assertEqual(c.child_states(), {"alpha": "ready", "beta": "ready"})
+
+    def test_last_serving_child_is_not_ejected(self):
+        # Every child fails: ejecting all would turn their 500s into 503 no_healthy_children.
+        with Coordinator({"alpha": {"chat_status": 500}, "beta": {"chat_status": 500}},
+                         extra_args=["--eject-after", "2", "--eject-time", "30"]) as c:
+            for i in range(10):
+                r = c.chat(f"f {i}")
+                self.assertEqual(r.status, 500, r)
+                self.assertIn("configured to answer 500", r.text)
+            states = sorted(c.child_states().values())
+            self.assertEqual(states, ["cooling", "ready"], states)
+
+    def test_eject_after_zero_turns_it_off(self):
+        with Coordinator({"alpha": {"chat_status": 500}, "beta": {}},
+                         extra_args=["--eject-after", "0"]) as c:
+            for i in range(8):
+                c.chat(f"z {i}")
+            self.assertEqual(len(c.chat_requests("alpha")), 4)
+            self.assertEqual(c.child("alpha").get("state"), "ready")
 
 
 class AttachTests(unittest.TestCase):

@@ -6,7 +6,7 @@ requests, while a chaos loop crashes (SIGKILL), hangs (SIGSTOP, SIGCONT a few se
 later), slows (profile ``_fake.chat_delay``, effective at the next start) and breaks
 (profile ``_fake.chat_status`` 500/503 plus a restart) children.  Every request ends in
 one of: ok (2xx, complete), error (a non-2xx answer, or a stream ending with the
-``child_stream_aborted`` error event), lost (no answer within the bound, a connection
+error event such as ``child_stream_aborted``), lost (no answer within the bound, a connection
 error, a stream cut without the error event and without ``[DONE]``) or corrupt (a 2xx
 whose body is incomplete or not what the child sent).
 
@@ -45,6 +45,7 @@ COORDINATOR_ARGS = [
     "--health-timeout", "1", "--child-stop-timeout", "3", "--connect-timeout", "2",
     "--queue-timeout", "20", "--request-timeout", "30",
 ]
+EJECT_AFTER = 5  # the coordinator's default --eject-after
 REQUEST_BOUND = 60.0  # seconds a request may take before it counts as lost
 SERVING = ("ready", "busy")
 
@@ -113,7 +114,7 @@ def classify_stream(status, body):
         return "error", f"{status}"
     text = body.decode("utf-8", "replace")
     data = [ln[len("data: "):] for ln in text.split("\n") if ln.startswith("data: ")]
-    if any("child_stream_aborted" in d for d in data):
+    if any(d.startswith('{"error":') for d in data):  # child_stream_aborted, queue_timeout ...
         if data and data[-1] == "[DONE]":
             return "error", "stream aborted (error event)"
         return "lost", "error event without [DONE]"
@@ -309,9 +310,9 @@ class Chaos(threading.Thread):
             self.write_profile(name)
             self.actions["slow (chat_delay at next start)"] += 1
         elif action == "error":
-            # 503 is failed over; 500 is relayed (and an instantly failing child is always
-            # free, so it draws most requests until healed): 503 twice as often.
-            self.fake[name]["chat_status"] = self.rng.choice([500, 503, 503])
+            # 503 is failed over; 500 is relayed until --eject-after of them in a row take
+            # the child out of rotation (an instantly failing child is always free).
+            self.fake[name]["chat_status"] = self.rng.choice([500, 503])
             self.write_profile(name)
             if pid and self.signal(pid, signal.SIGTERM):
                 self.actions[f"error (chat_status {self.fake[name]['chat_status']} + restart)"] += 1
@@ -504,6 +505,13 @@ def main():
                                 f"{c.output_tail()}")
             result["samples"] = samples
             result["restarts"] = {e.get("name"): e.get("restarts") for e in result.get("child_table", [])}
+            result["ejections"] = {e.get("name"): e.get("ejections") for e in result.get("child_table", [])}
+            per_process = collections.Counter()  # (child, pid) -> its 500 answers
+            for name in c.names:
+                for ev in c.events(name, "chat_error"):
+                    if ev.get("status") == 500:
+                        per_process[(name, ev.get("pid"))] += 1
+            result["500_per_process"] = per_process
             rc = c.stop()
             if rc != 0:
                 failures.append(f"coordinator exit code {rc} after SIGTERM\n{c.output_tail()}")
@@ -560,6 +568,13 @@ def main():
               + f"; skipped (too few serving): {chaos.skipped}")
     if result.get("restarts"):
         print("restarts per child (from /ready):".ljust(40), result["restarts"])
+    if result.get("ejections"):
+        print("ejections per child (from /ready):".ljust(40), result["ejections"])
+    per_process = result.get("500_per_process")
+    if per_process:
+        print("500 answers of erroring children:".ljust(40),
+              f"{sum(per_process.values())} from {len(per_process)} processes, "
+              f"at most {max(per_process.values())} from one (--eject-after {EJECT_AFTER})")
     if before:
         print(f"{'':<24}{'after warm-up':>16}{'after run':>16}")
         print(f"{'coordinator RSS (kB)':<24}{before['rss_kb']:>16}{(after or {}).get('rss_kb', '-'):>16}")

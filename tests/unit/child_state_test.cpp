@@ -20,10 +20,10 @@ constexpr Next kNo = std::nullopt;  // the event is ignored in this state
 constexpr std::array<ChildState, 10> kStates{S::starting, S::ready,   S::busy,   S::unhealthy, S::cooling,
                                              S::exited,   S::backoff, S::failed, S::draining,  S::retired};
 
-constexpr std::array<ChildEvent, 14> kEvents{E::spawned,       E::health_ok,  E::health_failed,     E::forward_failed,
-                                             E::slots_full,    E::slot_freed, E::rate_limited,      E::cooldown_over,
-                                             E::drain,         E::exited,     E::restart_scheduled, E::parked,
-                                             E::ready_timeout, E::undrain};
+constexpr std::array<ChildEvent, 15> kEvents{
+    E::spawned,           E::health_ok,    E::health_failed, E::forward_failed, E::slots_full,
+    E::slot_freed,        E::rate_limited, E::cooldown_over, E::drain,          E::exited,
+    E::restart_scheduled, E::parked,       E::ready_timeout, E::undrain,        E::ejected};
 
 struct Row {
   ChildState state;
@@ -32,19 +32,19 @@ struct Row {
 
 // The whole state machine with retire_on_exit = false. Columns, in order:
 //   spawned, health_ok, health_failed, forward_failed, slots_full, slot_freed, rate_limited,
-//   cooldown_over, drain, exited, restart_scheduled, parked, ready_timeout, undrain
+//   cooldown_over, drain, exited, restart_scheduled, parked, ready_timeout, undrain, ejected
 // clang-format off
 const std::array<Row, kStates.size()> kTable{{
-  {S::starting,  {S::starting, S::ready, kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      S::draining, S::exited, kNo,        kNo,       S::unhealthy, kNo}},
-  {S::ready,     {kNo,         kNo,      S::unhealthy, S::unhealthy, S::busy, kNo,      S::cooling, kNo,      S::draining, S::exited, kNo,        kNo,       kNo,          kNo}},
-  {S::busy,      {kNo,         kNo,      S::unhealthy, S::unhealthy, kNo,     S::ready, S::cooling, kNo,      S::draining, S::exited, kNo,        kNo,       kNo,          kNo}},
-  {S::unhealthy, {kNo,         S::ready, kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      S::draining, S::exited, kNo,        kNo,       kNo,          kNo}},
-  {S::cooling,   {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        S::ready, S::draining, S::exited, kNo,        kNo,       kNo,          kNo}},
-  {S::exited,    {S::starting, kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       S::backoff, S::failed, kNo,          kNo}},
-  {S::backoff,   {S::starting, kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       kNo,        S::failed, kNo,          kNo}},
-  {S::failed,    {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       S::backoff, kNo,       kNo,          kNo}},
-  {S::draining,  {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         S::exited, kNo,        kNo,       kNo,          S::unhealthy}},
-  {S::retired,   {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       S::backoff, kNo,       kNo,          S::backoff}},
+  {S::starting,  {S::starting, S::ready, kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      S::draining, S::exited, kNo,        kNo,       S::unhealthy, kNo, kNo}},
+  {S::ready,     {kNo,         kNo,      S::unhealthy, S::unhealthy, S::busy, kNo,      S::cooling, kNo,      S::draining, S::exited, kNo,        kNo,       kNo,          kNo, S::cooling}},
+  {S::busy,      {kNo,         kNo,      S::unhealthy, S::unhealthy, kNo,     S::ready, S::cooling, kNo,      S::draining, S::exited, kNo,        kNo,       kNo,          kNo, S::cooling}},
+  {S::unhealthy, {kNo,         S::ready, kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      S::draining, S::exited, kNo,        kNo,       kNo,          kNo, kNo}},
+  {S::cooling,   {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        S::ready, S::draining, S::exited, kNo,        kNo,       kNo,          kNo, kNo}},
+  {S::exited,    {S::starting, kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       S::backoff, S::failed, kNo,          kNo, kNo}},
+  {S::backoff,   {S::starting, kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       kNo,        S::failed, kNo,          kNo, kNo}},
+  {S::failed,    {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       S::backoff, kNo,       kNo,          kNo, kNo}},
+  {S::draining,  {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         S::exited, kNo,        kNo,       kNo,          S::unhealthy, kNo}},
+  {S::retired,   {kNo,         kNo,      kNo,          kNo,          kNo,     kNo,      kNo,        kNo,      kNo,         kNo,       S::backoff, kNo,       kNo,          S::backoff, kNo}},
 }};
 // clang-format on
 
@@ -147,6 +147,7 @@ TEST(ChildState, EventNames) {
   EXPECT_EQ(to_string(E::parked), "parked");
   EXPECT_EQ(to_string(E::ready_timeout), "ready_timeout");
   EXPECT_EQ(to_string(E::undrain), "undrain");
+  EXPECT_EQ(to_string(E::ejected), "ejected");
   EXPECT_EQ(to_string(static_cast<ChildEvent>(99)), "unknown");
 }
 
