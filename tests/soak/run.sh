@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Chaos soak of the coordinator over fake children: 5 minutes, or 30 s with --quick.
-#   tests/soak/run.sh [--quick] [--duration S] [--clients N] [--children N] [--seed N]
+#   tests/soak/run.sh [--quick] [--duration S] [--clients N] [--children N] [--seed N] [--eject-after N]
 # Uses $COORDINATOR_BIN (default build/coordinator). Exit code 0 = pass.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

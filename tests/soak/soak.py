@@ -45,7 +45,6 @@ COORDINATOR_ARGS = [
     "--health-timeout", "1", "--child-stop-timeout", "3", "--connect-timeout", "2",
     "--queue-timeout", "20", "--request-timeout", "30",
 ]
-EJECT_AFTER = 5  # the coordinator's default --eject-after
 REQUEST_BOUND = 60.0  # seconds a request may take before it counts as lost
 SERVING = ("ready", "busy")
 
@@ -108,10 +107,19 @@ class Stats:
                 self.latencies.append(took)
 
 
+def error_detail(status, body):
+    """'503 queue_timeout': the status and the OpenAI-style error code, when there is one."""
+    try:
+        code = json.loads(body)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return f"{status}"
+    return f"{status} {code}"
+
+
 def classify_stream(status, body):
     """(outcome, detail) of a streamed request's full answer."""
     if status < 200 or status >= 300:
-        return "error", f"{status}"
+        return "error", error_detail(status, body)
     text = body.decode("utf-8", "replace")
     data = [ln[len("data: "):] for ln in text.split("\n") if ln.startswith("data: ")]
     if any(d.startswith('{"error":') for d in data):  # child_stream_aborted, queue_timeout ...
@@ -135,7 +143,7 @@ def classify_stream(status, body):
 
 def classify_plain(status, body):
     if status < 200 or status >= 300:
-        return "error", f"{status}"
+        return "error", error_detail(status, body)
     try:
         obj = json.loads(body)
         content = obj["choices"][0]["message"]["content"]
@@ -404,6 +412,8 @@ def main():
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--children", type=int, default=4)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--eject-after", type=int, default=5,
+                    help="the coordinator's --eject-after (0: no outlier ejection, for comparison)")
     args = ap.parse_args()
     duration = args.duration or (30.0 if args.quick else 300.0)
     warmup = min(30.0, max(6.0, duration * 0.2))
@@ -424,7 +434,8 @@ def main():
     run, stop_load, stop_chaos = threading.Event(), threading.Event(), threading.Event()
     failures = []
     result = {}
-    c = Coordinator(profiles, extra_args=COORDINATOR_ARGS, health_interval=0.5, start_stagger=0,
+    c = Coordinator(profiles, extra_args=COORDINATOR_ARGS + ["--eject-after", str(args.eject_after)],
+                    health_interval=0.5, start_stagger=0,
                     stop_timeout=30.0, leak_grace=5.0)
     chaos = None
     clients = []
@@ -574,7 +585,7 @@ def main():
     if per_process:
         print("500 answers of erroring children:".ljust(40),
               f"{sum(per_process.values())} from {len(per_process)} processes, "
-              f"at most {max(per_process.values())} from one (--eject-after {EJECT_AFTER})")
+              f"at most {max(per_process.values())} from one (--eject-after {args.eject_after})")
     if before:
         print(f"{'':<24}{'after warm-up':>16}{'after run':>16}")
         print(f"{'coordinator RSS (kB)':<24}{before['rss_kb']:>16}{(after or {}).get('rss_kb', '-'):>16}")
