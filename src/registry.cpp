@@ -77,8 +77,7 @@ bool Registry::report_rate_limited(std::size_t index, Clock::time_point until, C
   child.cooling_until = until;
   ++child.cooldowns;
   const auto seconds = std::chrono::duration<double>(until - now).count();
-  return apply(index, ChildEvent::rate_limited,
-               "rate limited (429) for " + std::to_string(static_cast<int>(seconds + 0.5)) + " s", now);
+  return apply(index, ChildEvent::rate_limited, fmt::format("rate limited (429) for {:.0f} s", seconds), now);
 }
 
 std::optional<Clock::time_point> Registry::report_answer(std::size_t index, unsigned status,

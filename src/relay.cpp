@@ -15,7 +15,7 @@ namespace coordinator {
 
 namespace {
 
-constexpr std::size_t kReqIdScanBytes = 8 * 1024;
+constexpr std::size_t kReqIdScanBytes = std::size_t{8} * 1024;
 constexpr std::string_view kHeartbeat = ": keep-alive\n\n";
 constexpr auto kNever = Clock::time_point::max();
 
