@@ -103,8 +103,7 @@ HttpServer::HttpServer(net::io_context& io, const Config& config, ServerServices
       config_(config),
       registry_(services.registry),
       services_(std::move(services)),
-      forward_{config, services_.registry, services_.dispatcher, services_.pool, services_.recycle, &services_.metrics,
-               {}},
+      forward_{config, services_.registry, services_.dispatcher, services_.pool, services_.recycle, &services_.metrics},
       acceptor_(io) {}
 
 std::string HttpServer::listen() {

@@ -1,10 +1,7 @@
 #pragma once
 
-#include <array>
 #include <functional>
-#include <memory>
 #include <string>
-#include <vector>
 
 #include "coordinator/asio.hpp"
 #include "coordinator/config.hpp"
@@ -14,26 +11,6 @@
 #include "coordinator/upstream.hpp"
 
 namespace coordinator {
-
-// The buffers one relayed answer passes through. Kept and reused: allocating
-// and freeing two 16 KiB blocks per request was ~10% of the coordinator's CPU.
-struct RelayBuffers {
-  static constexpr std::size_t kBytes = 16 * 1024;
-  beast::flat_buffer upstream_read;  // bytes read from the child (head, framing)
-  std::array<char, kBytes> body;     // body bytes on their way to the client
-};
-
-// Spare RelayBuffers, as many as were in use at once (up to kMaxSpare).
-class RelayBufferPool {
- public:
-  static constexpr std::size_t kMaxSpare = 64;
-  std::unique_ptr<RelayBuffers> take();
-  void give(std::unique_ptr<RelayBuffers> buffers);
-  std::size_t spare() const { return spare_.size(); }
-
- private:
-  std::vector<std::unique_ptr<RelayBuffers>> spare_;
-};
 
 // What the router needs to forward requests: settings, the children, who
 // gets the next request, and their connections. One per process.
@@ -45,7 +22,6 @@ struct ForwardContext {
   // Stop and restart a child that stalled (the supervisor's job).
   std::function<void(std::size_t, std::string)> recycle;
   Metrics* metrics = nullptr;
-  RelayBufferPool buffers;
 };
 
 struct ForwardResult {

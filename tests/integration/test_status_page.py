@@ -7,9 +7,10 @@ A coordinator runs three fake children: two become ready, one crashes at start a
 ``--max-restarts 0``, ends ``failed``.  Chromium loads http://127.0.0.1:PORT/ with
 ``--virtual-time-budget`` (so the page's first fetch of ``ready`` has run) and
 ``--dump-dom``; the DOM must hold one ``section.child`` card per child with the right
-``data-name``/``data-state``.  Two screenshots (1280x800 and a 390x844 phone) are written to
+``data-name``/``data-state``.  Two screenshots (1280x800 and a 390x844 phone) are taken; the
+test checks they are PNGs of that size.  With ``UPDATE_SCREENSHOTS=1`` they are copied to
 docs/img/status-page-wide.png and docs/img/status-page-phone.png (overwritten) for a human to
-look at; the test checks they are PNGs of that size.
+look at; otherwise the test leaves the repository alone.
 
 Environment: ``CHROMIUM`` (path of the browser; default: chromium, chromium-browser,
 google-chrome on PATH).
@@ -200,7 +201,6 @@ class StatusPageTests(unittest.TestCase):
 
     def test_screenshots(self):
         c = self.coordinator()
-        IMG_DIR.mkdir(parents=True, exist_ok=True)
         for label, (width, height) in SHOTS.items():
             with self.subTest(size=label):
                 shot = os.path.join(self.tmp, f"{label}.png")
@@ -210,9 +210,10 @@ class StatusPageTests(unittest.TestCase):
                                 f"no screenshot (rc={r.returncode}): {r.stderr[-1500:]!r}")
                 self.assertEqual(png_size(shot), (width, height), f"{label} screenshot size")
                 self.assertGreater(os.path.getsize(shot), 8000, f"{label}: a blank page?")
-                dest = IMG_DIR / f"status-page-{label}.png"
-                shutil.copyfile(shot, dest)
-                print(f"\n[test_status_page] wrote {dest}", file=sys.stderr)
+                if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+                    dest = IMG_DIR / f"status-page-{label}.png"
+                    shutil.copyfile(shot, dest)
+                    print(f"\n[test_status_page] wrote {dest}", file=sys.stderr)
 
 
 if __name__ == "__main__":
