@@ -177,6 +177,13 @@ def wait_chat_starts(c, name, n, timeout=5.0):
     return wait_until(lambda: len(c.events(name, "chat_start")) >= n, timeout)
 
 
+def occupy_alpha(test, c):
+    """Starts a request that keeps (serial) child alpha busy; returns its Background."""
+    first = Background(lambda i: c.chat("first", timeout=15))
+    test.assertTrue(wait_chat_starts(c, "alpha", 1), "first request never reached alpha")
+    return first
+
+
 def max_overlap(events):
     """Largest number of simultaneously running non-stream chats, from chat_start/chat_done."""
     marks = []
@@ -512,8 +519,7 @@ class DispatchTests(unittest.TestCase):
     def test_max_queue_429(self):
         with Coordinator({"alpha": {"serial": True, "chat_delay": 2.0}},
                          extra_args=["--max-queue", "2"]) as c:
-            first = Background(lambda i: c.chat("first", timeout=15))
-            self.assertTrue(wait_chat_starts(c, "alpha", 1), "first request never reached alpha")
+            first = occupy_alpha(self, c)
             queued = [Background(lambda i: c.chat(f"queued {i}", timeout=15), i) for i in range(2)]
             time.sleep(0.3)
             t0 = time.monotonic()
@@ -531,8 +537,7 @@ class DispatchTests(unittest.TestCase):
     def test_queue_timeout_503(self):
         with Coordinator({"alpha": {"serial": True, "chat_delay": 3.0}},
                          extra_args=["--queue-timeout", "1"]) as c:
-            first = Background(lambda i: c.chat("first", timeout=15))
-            self.assertTrue(wait_chat_starts(c, "alpha", 1), "first request never reached alpha")
+            first = occupy_alpha(self, c)
             t0 = time.monotonic()
             r = c.chat("waits too long", timeout=10)
             took = time.monotonic() - t0
@@ -548,8 +553,7 @@ class DispatchTests(unittest.TestCase):
     def test_queued_stream_gets_heartbeats_then_its_answer(self):
         with Coordinator({"alpha": {"serial": True, "chat_delay": 2.5, "stream_chunks": 3}},
                          extra_args=["--sse-heartbeat", "0.5"]) as c:
-            first = Background(lambda i: c.chat("first", timeout=15))
-            self.assertTrue(wait_chat_starts(c, "alpha", 1), "first request never reached alpha")
+            first = occupy_alpha(self, c)
             t0 = time.monotonic()
             with SSEStream(c.port, body=chat_body("queued", stream=True), timeout=15) as s:
                 self.assertEqual(s.read_head(5), 200, describe(s.lines))
@@ -569,8 +573,7 @@ class DispatchTests(unittest.TestCase):
     def test_queued_stream_times_out_with_an_error_event(self):
         with Coordinator({"alpha": {"serial": True, "chat_delay": 4.0}},
                          extra_args=["--sse-heartbeat", "0.4", "--queue-timeout", "1.5"]) as c:
-            first = Background(lambda i: c.chat("first", timeout=15))
-            self.assertTrue(wait_chat_starts(c, "alpha", 1), "first request never reached alpha")
+            first = occupy_alpha(self, c)
             # A plain (not streamed) request waiting beside it still gets the 503 status.
             plain = Background(lambda i: c.chat("plain, waits too long", timeout=10))
             with SSEStream(c.port, body=chat_body("queued", stream=True), timeout=15) as s:
@@ -590,8 +593,7 @@ class DispatchTests(unittest.TestCase):
     def test_queued_client_disconnect_leaves_queue(self):
         with Coordinator({"alpha": {"serial": True, "chat_delay": 2.0}},
                          extra_args=["--max-queue", "1"]) as c:
-            first = Background(lambda i: c.chat("first", timeout=15))
-            self.assertTrue(wait_chat_starts(c, "alpha", 1), "first request never reached alpha")
+            first = occupy_alpha(self, c)
             body = json.dumps(chat_body("goes away")).encode()
             s = socket.create_connection((HOST, c.port), timeout=5)
             s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -617,8 +619,7 @@ class DispatchTests(unittest.TestCase):
 
     def test_models_and_cancel_take_no_slot(self):
         with Coordinator({"alpha": {"serial": True, "chat_delay": 3.0}}) as c:
-            first = Background(lambda i: c.chat("first", timeout=15))
-            self.assertTrue(wait_chat_starts(c, "alpha", 1), "first request never reached alpha")
+            first = occupy_alpha(self, c)
             t0 = time.monotonic()
             r = c.get("/v1/models", timeout=5)
             self.assertEqual(r.status, 200, r)
