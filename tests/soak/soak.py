@@ -45,6 +45,14 @@ COORDINATOR_ARGS = [
     "--health-timeout", "1", "--child-stop-timeout", "3", "--connect-timeout", "2",
     "--queue-timeout", "20", "--request-timeout", "30",
 ]
+# The error answers the chaos may cause: each names a moment when no child could serve the
+# request (none serving, every one failed it, the queue wait ran out, the child serving it died
+# or stopped mid-answer), or is an erroring child's own 500, relayed until --eject-after of them.
+NO_CHILD_COULD_SERVE = {
+    "503 no_healthy_children", "502 all_children_failed", "503 queue_timeout",
+    "504 upstream_stalled", "504 upstream_timeout", "stream aborted (error event)",
+    "500 500",  # the fake child's own error body: {"error": {..., "code": 500}}
+}
 REQUEST_BOUND = 60.0  # seconds a request may take before it counts as lost
 SERVING = ("ready", "busy")
 
@@ -540,6 +548,10 @@ def main():
     lost = cnt["lost"] + cnt["corrupt"]
     if lost:
         failures.append(f"{cnt['lost']} requests lost, {cnt['corrupt']} corrupt")
+    unexpected = {k: v for k, v in stats.statuses.items() if k not in NO_CHILD_COULD_SERVE}
+    if unexpected:
+        failures.append(f"error answers of unexpected kinds (not one where no child could serve): "
+                        f"{unexpected}")
     if cnt["sent"] == 0 or cnt["ok"] == 0:
         failures.append("no request succeeded: the soak did not exercise anything")
     if chaos is not None and chaos.errors:
