@@ -93,7 +93,7 @@ std::optional<Clock::time_point> Registry::report_answer(std::size_t index, unsi
   if (!is_serving(child.state) || serving_count() < 2) return std::nullopt;
   auto duration = policy.base;
   for (std::uint64_t i = 0; i < child.ejection_streak && duration < policy.longest; ++i) duration *= 2;
-  duration = std::min(duration, std::max(policy.longest, policy.base));
+  duration = std::max(policy.base, std::min(duration, policy.longest));
   const auto run = child.consecutive_server_errors;
   child.consecutive_server_errors = 0;
   ++child.ejection_streak;

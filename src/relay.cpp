@@ -62,7 +62,8 @@ awaitable<void> cancel_then_recycle(std::string name, std::string host, int port
   if (recycle) recycle(child, why);
 }
 
-// Ends a 429 cooldown at its deadline, unless something else changed the state meanwhile.
+// Ends a child's time in `cooling` (a 429 cooldown or an ejection) at its deadline,
+// unless something else changed the state meanwhile.
 awaitable<void> end_cooldown(Registry* registry, std::size_t index, Clock::time_point until) {
   net::steady_timer timer(co_await net::this_coro::executor);
   timer.expires_at(until);
@@ -611,8 +612,8 @@ class Relay {
 
   // Ends an answer that has already started: as an SSE error event when the
   // client is reading a stream, else by closing the connection.
-  awaitable<void> abort_stream(const std::string& why, std::string_view type = "upstream_error",
-                               std::string_view code = "child_stream_aborted") {
+  awaitable<void> abort_stream(const std::string& why, std::string_view type = kStreamAbortType,
+                               std::string_view code = kStreamAbortCode) {
     // The streaming issue asks for the error event, [DONE], then a close: the
     // answer cannot be trusted, so neither is the connection it came on.
     client_keep_alive_ = false;
