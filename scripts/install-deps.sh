@@ -8,8 +8,9 @@ packages=(
   libboost-dev libboost-filesystem-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libgtest-dev
   python3 curl ca-certificates procps
   # Deployment and operations checks: shell scripts, promtool for /metrics,
-  # headless Chromium for the status page, systemd-analyze for the unit.
-  shellcheck prometheus chromium fonts-liberation systemd
+  # headless Chromium for the status page, systemd-analyze for the unit, nft -c for
+  # the children's firewall ruleset (checked only, never loaded).
+  shellcheck prometheus chromium fonts-liberation systemd nftables
   # libFuzzer targets (tests/fuzz): clang with its sanitizer runtimes.
   clang libclang-rt-14-dev
 )

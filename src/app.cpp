@@ -151,8 +151,11 @@ int run(const Config& config) {
     }
   }
 
+  // Marks every process of every child's tree (COORDINATOR_TREE), so that
+  // the guard can find them all, and nothing else, if this process dies.
+  const std::string fleet = make_fleet_id();
   OrphanGuard guard;
-  if (!attach_mode && !guard.start()) {
+  if (!attach_mode && !guard.start(fleet, working_copies_folder(config, fleet).string())) {
     spdlog::warn("could not start the orphan guard; children may outlive a crashed coordinator");
   }
 
@@ -170,7 +173,7 @@ int run(const Config& config) {
   UpstreamPool pool(registry.size(), kIdleConnectionsPerChild, kMaxIdleAge);
   Metrics metrics;
   std::unique_ptr<Supervisor> supervisor;
-  if (!attach_mode) supervisor = std::make_unique<Supervisor>(io, config, registry, guard, std::move(waiting));
+  if (!attach_mode) supervisor = std::make_unique<Supervisor>(io, config, registry, guard, std::move(waiting), fleet);
   HealthChecker health(io, config, registry);
 
   // Re-reads the API keys and rescans the profiles (SIGHUP, POST /admin/reload).
@@ -222,6 +225,7 @@ int run(const Config& config) {
       if (auto error = check_port_free(child.ports.api); !error.empty()) return fail(error);
     }
     if (auto error = supervisor->prepare(); !error.empty()) return fail(error);
+    supervisor->on_quota_signal([&](std::size_t slot) { server.note_child_quota(slot); });
   }
 
   OrphanReaper reaper(io, [&](pid_t pid) { return pid == guard.pid() || (supervisor && supervisor->manages(pid)); });

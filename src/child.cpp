@@ -24,6 +24,8 @@ std::string_view to_string(ChildState state) {
       return "draining";
     case ChildState::retired:
       return "retired";
+    case ChildState::needs_relogin:
+      return "needs_relogin";
   }
   return "unknown";
 }
@@ -60,6 +62,12 @@ std::string_view to_string(ChildEvent event) {
       return "undrain";
     case ChildEvent::ejected:
       return "ejected";
+    case ChildEvent::quota_signal:
+      return "quota_signal";
+    case ChildEvent::recycled:
+      return "recycled";
+    case ChildEvent::logged_out:
+      return "logged_out";
   }
   return "unknown";
 }
@@ -95,22 +103,35 @@ std::optional<ChildState> next_state(ChildState current, ChildEvent event, bool 
       // Only a serving child answers requests; an unhealthy one stays unhealthy.
       if (current == S::ready || current == S::busy) return S::cooling;
       return std::nullopt;
+    case ChildEvent::quota_signal:
+      // A spent account stays spent whatever its health says; a cooling child
+      // gets the later deadline (the registry has already set it).
+      if (current == S::ready || current == S::busy || current == S::unhealthy || current == S::cooling) {
+        return S::cooling;
+      }
+      return std::nullopt;
     case ChildEvent::cooldown_over:
       if (current == S::cooling) return S::ready;
       return std::nullopt;
     case ChildEvent::drain:
       if (alive && current != S::draining) return S::draining;
       // A slot with no process left is retired at once when it is stopped for good.
-      if (retire_on_exit && (current == S::exited || current == S::backoff)) return S::retired;
+      if (retire_on_exit && (current == S::exited || current == S::backoff || current == S::needs_relogin)) {
+        return S::retired;
+      }
       return std::nullopt;
     case ChildEvent::exited:
       if (!alive) return std::nullopt;
       return current == S::draining && retire_on_exit ? S::retired : S::exited;
     case ChildEvent::restart_scheduled:
-      // From failed or retired only by an operator's restart.
-      if (current == S::exited || current == S::failed || current == S::retired) return S::backoff;
+      // From failed or retired only by an operator's restart; from needs_relogin
+      // when a reload finds a new profile file (or an operator asks).
+      if (current == S::exited || current == S::failed || current == S::retired || current == S::needs_relogin) {
+        return S::backoff;
+      }
       return std::nullopt;
     case ChildEvent::parked:
+      // A logged-out account is never parked: it waits for a new profile instead.
       if (current == S::exited || current == S::backoff) return S::failed;
       return std::nullopt;
     case ChildEvent::ready_timeout:
@@ -120,6 +141,17 @@ std::optional<ChildState> next_state(ChildState current, ChildEvent event, bool 
       // Still running: back through a health check. Stopped: start it again.
       if (current == S::draining) return S::unhealthy;
       if (current == S::retired) return S::backoff;
+      return std::nullopt;
+    case ChildEvent::recycled:
+      // Out of rotation until its process is gone; the exit then restarts it.
+      // A draining child is being stopped already.
+      if (alive && current != S::draining) return S::unhealthy;
+      return std::nullopt;
+    case ChildEvent::logged_out:
+      // Reported once the process is gone (a running one's exit decides): a
+      // restart would only fail the same way, so wait for a new profile file.
+      // failed and retired stay: parked or stopped for good.
+      if (current == S::exited || current == S::backoff) return S::needs_relogin;
       return std::nullopt;
   }
   return std::nullopt;

@@ -239,8 +239,18 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   app.add_option("--log-dir", config.log_dir, "Folder for the per-child logs ({name}.log)")
       ->envname("COORDINATOR_LOG_DIR")
       ->capture_default_str();
+  app.add_option("--runtime-dir", config.runtime_dir,
+                 "Folder (made 0700) for each child's private working copy of its profile")
+      ->envname("COORDINATOR_RUNTIME_DIR")
+      ->capture_default_str();
+  std::string browser_mode = "headless";
+  app.add_option("--browser-mode", browser_mode,
+                 "headless, headful (a visible window: the launcher's --debug) or virtual-display (Xvfb)")
+      ->envname("COORDINATOR_BROWSER_MODE")
+      ->check(CLI::IsMember({"headless", "headful", "virtual-display"}))
+      ->capture_default_str();
   bool no_headless = false;
-  app.add_flag("--no-headless", no_headless, "Start the children's browsers with a visible window");
+  app.add_flag("--no-headless", no_headless, "Same as --browser-mode headful");
 
   add_seconds(app, "--shutdown-grace", config.shutdown_grace,
               "On SIGTERM/SIGINT, time in-flight requests get to finish", 0);
@@ -282,6 +292,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       ->capture_default_str();
   add_seconds(app, "--max-child-age", config.max_child_age, "Recycle a child older than this (0 = off)", 0);
   add_seconds(app, "--cooldown", config.cooldown, "Time out of rotation after a 429 without Retry-After");
+  add_seconds(app, "--quota-cooldown", config.quota_cooldown,
+              "Time out of rotation after a quota signal (530, an in-stream quota error) without Retry-After");
   app.add_option("--eject-after", config.eject_after,
                  "Take a child out of rotation after this many server errors (5xx) in a row (0 = never)")
       ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1000000}))
@@ -355,7 +367,13 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     if (auto error = apply_config_file(app, config_path)) return ExitRequest{2, "coordinator: error: " + *error};
     config.config_file = config_path;
   }
-  config.headless = !no_headless;
+  if (no_headless && browser_mode == "virtual-display") {
+    return ExitRequest{2, "coordinator: error: --no-headless (headful) contradicts --browser-mode virtual-display"};
+  }
+  if (no_headless) browser_mode = "headful";  // an alias; "headless" may only be the printed default
+  config.browser_mode = browser_mode == "headful"           ? BrowserMode::headful
+                        : browser_mode == "virtual-display" ? BrowserMode::virtual_display
+                                                            : BrowserMode::headless;
   config.json_logs = log_format == "json";
   if (!shard_text.empty()) {
     const auto shard = parse_shard(shard_text);

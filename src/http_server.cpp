@@ -42,12 +42,10 @@ struct CancelBroadcast {
   net::steady_timer all_answered;
 };
 
-awaitable<void> cancel_one(std::shared_ptr<CancelBroadcast> broadcast, std::size_t index, std::string host, int port,
-                           std::string req_id, Clock::duration timeout) {
-  std::string error;
-  const auto response =
-      co_await simple_request(host, port, http::verb::post, "/v1/cancel/" + req_id, "", timeout, error);
-  broadcast->answers[index] = response ? response->status : 0;
+awaitable<void> cancel_one(std::shared_ptr<CancelBroadcast> broadcast, std::size_t index, std::string name,
+                           std::string host, int port, std::string req_id, Clock::duration timeout, ExtraHeaders auth) {
+  broadcast->answers[index] =
+      co_await cancel_on_child(std::move(name), std::move(host), port, std::move(req_id), timeout, std::move(auth));
   if (--broadcast->pending == 0) broadcast->all_answered.cancel();
 }
 
@@ -103,7 +101,9 @@ HttpServer::HttpServer(net::io_context& io, const Config& config, ServerServices
       config_(config),
       registry_(services.registry),
       services_(std::move(services)),
-      forward_{config, services_.registry, services_.dispatcher, services_.pool, services_.recycle, &services_.metrics},
+      forward_{config,         services_.registry, services_.dispatcher,
+               services_.pool, services_.recycle,  &services_.metrics,
+               &active_relays_},
       acceptor_(io) {}
 
 std::string HttpServer::listen() {
@@ -502,6 +502,9 @@ awaitable<bool> HttpServer::route_admin(beast::tcp_stream& stream, const http::r
 
 awaitable<bool> HttpServer::broadcast_cancel(beast::tcp_stream& stream, const http::request<http::string_body>& request,
                                              std::string req_id, ForwardResult& outcome) {
+  // The real child cancels only a request still waiting in its own queue; one
+  // in progress stops when its connection closes, which ending our relay does.
+  const bool relay_ended = active_relays_.cancel(req_id);
   // A req_id seen in a child's stream goes to that child alone; others to all.
   std::vector<std::size_t> targets;
   if (const auto owner = registry_.owner_of(req_id)) {
@@ -513,8 +516,10 @@ awaitable<bool> HttpServer::broadcast_cancel(beast::tcp_stream& stream, const ht
   const auto timeout = to_duration(config_.cancel_timeout);
   for (std::size_t k = 0; k < targets.size(); ++k) {
     const Child& child = registry_.at(targets[k]);
-    net::co_spawn(io_, cancel_one(broadcast, k, child.host, child.ports.api, req_id, timeout),
-                  LogEscapedException{"cancel broadcast"});
+    net::co_spawn(
+        io_,
+        cancel_one(broadcast, k, child.name, child.host, child.ports.api, req_id, timeout, credentials_of(request)),
+        LogEscapedException{"cancel broadcast"});
     services_.metrics.count_cancel();
   }
   // Each cancel is bounded by its own timeout; this wait only collects them.
@@ -529,10 +534,16 @@ awaitable<bool> HttpServer::broadcast_cancel(beast::tcp_stream& stream, const ht
   for (std::size_t k = 0; k < targets.size(); ++k) {
     (broadcast->answers[k] == 200 ? completed : failed).push_back(registry_.at(targets[k]).name);
   }
-  const bool any = !completed.empty();
-  spdlog::info("cancel {}: completed on {} of {} children{}", req_id, completed.size(), targets.size(),
+  const bool any = relay_ended || !completed.empty();
+  spdlog::info("cancel {}: relay {}; cancelled in the queue of {} of {} children{}", req_id,
+               relay_ended ? "ended" : "not found", completed.size(), targets.size(),
                targets.size() == 1 && registry_.size() > 1 ? " (sent to its owner only)" : "");
-  nlohmann::json body = {{"success", any}, {"req_id", req_id}, {"completed", completed}, {"failed", failed}};
+  const std::string message = relay_ended          ? "The relay of this request was ended; its child stops it."
+                              : !completed.empty() ? "The request was taken out of its child's queue."
+                                                   : "No request with this req_id is in progress or queued.";
+  // `completed`: children whose own queue held it; `failed`: the others.
+  nlohmann::json body = {{"success", any},         {"req_id", req_id}, {"relay_ended", relay_ended},
+                         {"completed", completed}, {"failed", failed}, {"message", message}};
   co_return co_await reply(stream, request, any ? 200 : 404, dump_json(body), outcome);
 }
 

@@ -162,25 +162,4 @@ bool is_valid_req_id(std::string_view req_id) {
   return !req_id.empty() && req_id.size() <= 128 && std::all_of(req_id.begin(), req_id.end(), is_req_id_char);
 }
 
-std::optional<std::string> extract_req_id(std::string_view sse_bytes) {
-  static constexpr std::string_view kMarker = "\"id\":\"chatcmpl-";
-  static constexpr std::string_view kSpacedMarker = "\"id\": \"chatcmpl-";
-  std::size_t at = sse_bytes.find(kMarker);
-  std::size_t skip = kMarker.size();
-  if (const std::size_t spaced = sse_bytes.find(kSpacedMarker); spaced < at) {
-    at = spaced;
-    skip = kSpacedMarker.size();
-  }
-  if (at == std::string_view::npos) return std::nullopt;
-  std::string_view rest = sse_bytes.substr(at + skip);
-  std::size_t length = 0;
-  while (length < rest.size() && length <= 128 &&
-         (std::isalnum(static_cast<unsigned char>(rest[length])) != 0 || rest[length] == '_')) {
-    ++length;
-  }
-  // The id must go on with "-": `chatcmpl-{req_id}-{suffix}`.
-  if (length == 0 || length > 128 || length >= rest.size() || rest[length] != '-') return std::nullopt;
-  return std::string(rest.substr(0, length));
-}
-
 }  // namespace coordinator

@@ -106,9 +106,7 @@ std::string Metrics::render(const Registry& registry, std::size_t in_flight, std
 
   header(out, "coordinator_child_state", "gauge", "1 for the state each child is in.");
   for (const Child& child : registry.children()) {
-    for (ChildState state :
-         {ChildState::starting, ChildState::ready, ChildState::busy, ChildState::unhealthy, ChildState::cooling,
-          ChildState::exited, ChildState::backoff, ChildState::failed, ChildState::draining, ChildState::retired}) {
+    for (ChildState state : kChildStates) {
       out << "coordinator_child_state{child=\"" << label(child.name) << "\",state=\"" << to_string(state) << "\"} "
           << (child.state == state ? 1 : 0) << '\n';
     }

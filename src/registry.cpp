@@ -80,6 +80,15 @@ bool Registry::report_rate_limited(std::size_t index, Clock::time_point until, C
   return apply(index, ChildEvent::rate_limited, fmt::format("rate limited (429) for {:.0f} s", seconds), now);
 }
 
+bool Registry::report_quota_exhausted(std::size_t index, Clock::time_point until, std::string_view why,
+                                      Clock::time_point now) {
+  Child& child = children_.at(index);
+  child.cooling_until = until;
+  ++child.quota_cooldowns;
+  const auto seconds = std::chrono::duration<double>(until - now).count();
+  return apply(index, ChildEvent::quota_signal, fmt::format("{}; cooling down for {:.0f} s", why, seconds), now);
+}
+
 std::optional<Clock::time_point> Registry::report_answer(std::size_t index, unsigned status,
                                                          const OutlierPolicy& policy, Clock::time_point now) {
   Child& child = children_.at(index);

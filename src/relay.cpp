@@ -4,10 +4,12 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cmath>
 #include <limits>
 #include <memory>
 #include <sstream>
 
+#include "coordinator/child_answers.hpp"
 #include "coordinator/http_util.hpp"
 #include "coordinator/responses.hpp"
 
@@ -17,12 +19,15 @@ namespace {
 
 constexpr std::size_t kRelayBufferBytes = std::size_t{16} * 1024;
 constexpr std::size_t kReqIdScanBytes = std::size_t{8} * 1024;
+// A child's error answer is read whole to be put in the OpenAI shape; one
+// larger than this is relayed as it is.
+constexpr std::size_t kMaxErrorBody = std::size_t{64} * 1024;
 constexpr std::string_view kHeartbeat = ": keep-alive\n\n";
 constexpr auto kNever = Clock::time_point::max();
 
 constexpr int kRetryAfterSeconds = 5;
 
-enum class ReadStatus { ok, upstream_error, client_gone, idle_timeout, total_timeout, stalled };
+enum class ReadStatus { ok, upstream_error, client_gone, idle_timeout, total_timeout, stalled, cancelled, quota_retry };
 
 // Shared with the timer and client-watch handlers, which may run after the
 // relay has moved on: they act only while `generation` still matches.
@@ -33,7 +38,27 @@ struct WatchState {
   unsigned generation = 0;
   bool tick = false;
   bool client_gone = false;
+  bool cancelled = false;    // POST /v1/cancel/{req_id} ended this relay
+  bool quota_retry = false;  // the child's log showed a quota signal: go elsewhere if nothing was delivered
 };
+
+void retry_relay_elsewhere(const std::weak_ptr<WatchState>& weak) {
+  const auto watch = weak.lock();
+  if (!watch) return;
+  watch->quota_retry = true;
+  error_code ignored;
+  if (watch->upstream != nullptr) watch->upstream->socket().cancel(ignored);
+}
+
+// Ends a relay from outside (a cancel): its upstream connection is closed,
+// which is what stops the real child's page.
+void cancel_relay(const std::weak_ptr<WatchState>& weak) {
+  const auto watch = weak.lock();
+  if (!watch) return;
+  watch->cancelled = true;
+  error_code ignored;
+  if (watch->upstream != nullptr) watch->upstream->socket().cancel(ignored);
+}
 
 // Notices a client that goes away while the relay waits on the child, so the
 // child is released at once rather than at the next write.
@@ -56,10 +81,16 @@ void watch_client(const std::shared_ptr<WatchState>& watch) {
 }
 
 awaitable<void> cancel_then_recycle(std::string name, std::string host, int port, std::string req_id,
-                                    Clock::duration timeout, std::function<void(std::size_t, std::string)> recycle,
-                                    std::size_t child, std::string why) {
-  if (!req_id.empty()) co_await cancel_on_child(name, host, port, req_id, timeout);
+                                    Clock::duration timeout, ExtraHeaders auth,
+                                    std::function<void(std::size_t, std::string)> recycle, std::size_t child,
+                                    std::string why) {
+  if (!req_id.empty()) co_await cancel_on_child(name, host, port, req_id, timeout, std::move(auth));
   if (recycle) recycle(child, why);
+}
+
+awaitable<void> cancel_in_background(std::string name, std::string host, int port, std::string req_id,
+                                     Clock::duration timeout, ExtraHeaders auth) {
+  co_await cancel_on_child(std::move(name), std::move(host), port, std::move(req_id), timeout, std::move(auth));
 }
 
 // Ends a child's time in `cooling` (a 429 cooldown or an ejection) at its deadline,
@@ -81,10 +112,6 @@ std::optional<double> retry_after_seconds(std::string_view value) {
     return std::nullopt;
   }
   return std::stod(std::string(value));
-}
-
-bool is_retryable_status(unsigned status) {
-  return status == 502 || status == 503 || status == 504;
 }
 
 bool is_event_stream(std::string_view content_type) {
@@ -128,7 +155,10 @@ class Relay {
     watch_->upstream = nullptr;
     watch_->queue_timer = nullptr;
     ++watch_->generation;
-    if (req_id_) context_.registry.forget_req_id(*req_id_);
+    if (req_id_) {
+      context_.registry.forget_req_id(*req_id_);
+      if (context_.active != nullptr) context_.active->remove(*req_id_);
+    }
     error_code ignored;
     client_.socket().cancel(ignored);
     timer_.cancel();
@@ -191,7 +221,21 @@ class Relay {
     co_return Acquired{std::nullopt, true};
   }
 
-  ExtraHeaders retry_after() const { return {{"Retry-After", std::to_string(kRetryAfterSeconds)}}; }
+  static ExtraHeaders retry_after(long seconds = kRetryAfterSeconds) {
+    return {{"Retry-After", std::to_string(seconds)}};
+  }
+
+  // Whole seconds until the first cooling child is back (at least 1).
+  long seconds_until_first_cooldown_ends() const {
+    const auto now = Clock::now();
+    auto first = Clock::time_point::max();
+    for (const Child& child : context_.registry.children()) {
+      if (child.state == ChildState::cooling && child.cooling_until > now) first = std::min(first, child.cooling_until);
+    }
+    if (first == Clock::time_point::max()) return kRetryAfterSeconds;
+    const double seconds = std::chrono::duration<double>(first - now).count();
+    return std::max(1L, static_cast<long>(std::ceil(seconds)));
+  }
 
   awaitable<void> dispatch() {
     std::vector<bool> tried(context_.registry.size(), false);
@@ -208,15 +252,19 @@ class Relay {
       attempted = true;
       std::string error;
       rate_limited_ = false;
+      quota_limited_ = false;
       const Attempt outcome = co_await attempt(child, error);
       if (takes_slot_) context_.dispatcher.release(child, outcome == Attempt::done && result_.status != 0);
       if (outcome == Attempt::done) co_return;
       const Child& failed = context_.registry.at(child);
       last_error = failed.name + ": " + error;
       if (context_.metrics) context_.metrics->count_retry();
-      if (rate_limited_) {
-        spdlog::warn("child {} is rate limited ({}); trying the next ready child", failed.name, error);
+      if (rate_limited_ || quota_limited_) {
+        spdlog::warn("child {} is {} ({}); trying the next ready child", failed.name,
+                     quota_limited_ ? "out of quota" : "rate limited", error);
+        any_quota_ = any_quota_ || quota_limited_;
       } else {
+        all_limited_ = false;
         spdlog::warn("child {} failed a forwarded request ({}); trying the next ready child", failed.name, error);
         context_.registry.report_forward_failure(child, error, Clock::now());
       }
@@ -225,7 +273,12 @@ class Relay {
     if (!attempted) {
       co_await fail_before_commit(503, "No healthy child proxies available.", "service_unavailable",
                                   "no_healthy_children");
-    } else if (rate_limited_) {
+    } else if (all_limited_ && any_quota_) {
+      // The real child's 530: its account is spent; no other child could take the request.
+      co_await fail_before_commit(429, "Every child that could take this request is out of quota; last: " + last_error,
+                                  "rate_limit_exceeded", "quota_exhausted",
+                                  retry_after(seconds_until_first_cooldown_ends()));
+    } else if (all_limited_) {
       co_await fail_before_commit(429, "Every child is rate limited; last: " + last_error, "rate_limit_exceeded",
                                   "all_children_rate_limited", retry_after());
     } else {
@@ -238,6 +291,18 @@ class Relay {
   // connection that fails before any answer is retried once on a fresh one.
   awaitable<Attempt> attempt(std::size_t child, std::string& error) {
     current_child_ = child;
+    struct Registered {
+      ActiveRelays* active;
+      std::size_t child;
+      const void* key;
+      ~Registered() {
+        if (active != nullptr) active->remove_attempt(child, key);
+      }
+    } registered{context_.active, child, this};
+    if (context_.active != nullptr) {
+      context_.active->add_attempt(child, this,
+                                   [weak = std::weak_ptr<WatchState>(watch_)] { retry_relay_elsewhere(weak); });
+    }
     const std::string host = context_.registry.at(child).host;
     const int port = context_.registry.at(child).ports.api;
     upstream_request_.set(http::field::host, host + ":" + std::to_string(port));
@@ -262,7 +327,9 @@ class Relay {
         if (pooled) continue;
         co_return Attempt::try_next;
       }
-      stall_deadline_ = Clock::now() + to_duration(config_.stall_timeout);
+      // The stall watchdog watches streams; a non-streamed answer may take the
+      // child's own 420 s and is bounded by --request-timeout instead.
+      stall_deadline_ = stream_mode_ ? Clock::now() + to_duration(config_.stall_timeout) : kNever;
       beast::flat_buffer buffer;
       buffer.reserve(kRelayBufferBytes);  // a typical answer's head and body in one read, not two
       http::response_parser<http::buffer_body> parser;
@@ -277,10 +344,15 @@ class Relay {
       if (status == ReadStatus::ok) {
         co_return co_await relay_response(child, *upstream, buffer, parser, error);
       }
+      if (status == ReadStatus::quota_retry) {
+        error = "its log shows its account out of quota";
+        quota_limited_ = true;
+        co_return Attempt::try_next;
+      }
       if (status == ReadStatus::upstream_error) {
         error = "no answer: " + ec.message();
-        if (pooled && buffer.size() == 0 && !committed_) continue;
-        if (!committed_) co_return Attempt::try_next;
+        if (pooled && buffer.size() == 0 && !delivered_) continue;
+        if (!delivered_) co_return Attempt::try_next;
         co_await abort_stream("child " + context_.registry.at(child).name + " failed before answering");
         co_return Attempt::done;
       }
@@ -288,6 +360,20 @@ class Relay {
       co_return Attempt::done;
     }
     co_return Attempt::try_next;
+  }
+
+  // A quota signal (530, an in-stream quota or rotation error): the child's
+  // account is spent for now, so it cools down for its Retry-After or --quota-cooldown.
+  void cool_down_for_quota(std::size_t child, std::optional<double> retry_after, const std::string& why) {
+    const auto now = Clock::now();
+    const auto until = now + to_duration(std::max(retry_after.value_or(config_.quota_cooldown), 0.001));
+    context_.registry.report_quota_exhausted(child, until, why, now);
+    // Also when it was cooling already: its deadline moved, and each timer
+    // ends the cooldown only once the latest deadline has passed.
+    if (context_.registry.at(child).state == ChildState::cooling) {
+      net::co_spawn(client_.get_executor(), end_cooldown(&context_.registry, child, until),
+                    LogEscapedException{"quota cooldown"});
+    }
   }
 
   // Outlier detection: a run of server errors takes the child out of rotation.
@@ -300,48 +386,118 @@ class Relay {
                   LogEscapedException{"ejection"});
   }
 
+  using Parser = http::response_parser<http::buffer_body>;
+
   awaitable<Attempt> relay_response(std::size_t child, beast::tcp_stream& upstream, beast::flat_buffer& buffer,
-                                    http::response_parser<http::buffer_body>& parser, std::string& error) {
+                                    Parser& parser, std::string& error) {
     auto& response = parser.get();
     const unsigned status = response.result_int();
     const Child& chosen = context_.registry.at(child);
     result_.child = chosen.name;
-    if (is_retryable_status(status) && !committed_) {
+    if (const StatusVerdict verdict = judge_status(status); verdict != StatusVerdict::relay && !delivered_) {
+      // No work was done on that child: the next one gets the request. The
+      // unread body goes with the connection, which is not pooled.
       error = "answered " + std::to_string(status);
-      co_return Attempt::try_next;
-    }
-    if (status == 429 && !committed_) {
-      const double seconds = retry_after_seconds(response[http::field::retry_after]).value_or(config_.cooldown);
-      const auto now = Clock::now();
-      const auto until = now + to_duration(std::max(seconds, 0.001));
-      if (context_.registry.report_rate_limited(child, until, now)) {
-        net::co_spawn(client_.get_executor(), end_cooldown(&context_.registry, child, until),
-                      LogEscapedException{"cooldown"});
+      const auto retry_after = retry_after_seconds(response[http::field::retry_after]);
+      if (verdict == StatusVerdict::rate_limited) {
+        const auto now = Clock::now();
+        const auto until = now + to_duration(std::max(retry_after.value_or(config_.cooldown), 0.001));
+        if (context_.registry.report_rate_limited(child, until, now)) {
+          net::co_spawn(client_.get_executor(), end_cooldown(&context_.registry, child, until),
+                        LogEscapedException{"cooldown"});
+        }
+        rate_limited_ = true;
+      } else if (verdict == StatusVerdict::quota) {
+        cool_down_for_quota(child, retry_after, "out of quota (answered 530)");
+        quota_limited_ = true;
       }
-      rate_limited_ = true;
-      error = "answered 429";
       co_return Attempt::try_next;
     }
     note_answer(child, status);
-    const bool event_stream = is_event_stream(response[http::field::content_type]);
-    if (event_stream && !stream_mode_) {
-      stream_mode_ = true;
-      total_deadline_ = kNever;
+    if (status == 200 && is_event_stream(response[http::field::content_type])) {
+      co_return co_await relay_events(child, upstream, buffer, parser, error);
     }
+    if (status >= 400) co_return co_await relay_error(child, upstream, buffer, parser);
     if (committed_) {
       // Heartbeats already went out as an SSE stream: only an SSE answer fits it.
-      if (status != 200 || !event_stream) {
-        co_await abort_stream("child " + chosen.name + " answered " + std::to_string(status));
-        co_return Attempt::done;
-      }
-    } else if (!co_await write_head(response)) {
+      co_await abort_stream("child " + chosen.name + " answered " + std::to_string(status) + " without a stream");
       co_return Attempt::done;
     }
+    if (!co_await write_head(response)) co_return Attempt::done;
+    co_await relay_body(child, upstream, buffer, parser);
+    co_return Attempt::done;
+  }
 
+  // A child's error answer: read whole (it is small) so that FastAPI's
+  // {"detail": ...} reaches the client in the one OpenAI error shape.
+  awaitable<Attempt> relay_error(std::size_t child, beast::tcp_stream& upstream, beast::flat_buffer& buffer,
+                                 Parser& parser) {
+    delivered_ = true;  // the child's answer is final: no retry from here on
+    auto& response = parser.get();
+    const unsigned status = response.result_int();
+    const Child& chosen = context_.registry.at(child);
+    std::string body;
+    std::array<char, kRelayBufferBytes> chunk;
+    ReadStatus read = ReadStatus::ok;
+    error_code ec;
+    while (!parser.is_done() && body.size() <= kMaxErrorBody) {
+      response.body().data = chunk.data();
+      response.body().size = chunk.size();
+      read = co_await watched_read(
+          upstream,
+          [&](error_code& read_ec) {
+            return http::async_read_some(upstream, buffer, parser, use_awaitable_ec(read_ec));
+          },
+          ec);
+      body.append(chunk.data(), chunk.size() - response.body().size);
+      if (read != ReadStatus::ok) break;
+    }
+    if (read == ReadStatus::upstream_error) {
+      const std::string why = "child " + chosen.name + " broke off its " + std::to_string(status) + " answer";
+      spdlog::warn("{}: {}", why, ec.message());
+      co_await fail_before_commit(502, why, std::string(kStreamAbortType), std::string(kStreamAbortCode));
+      co_return Attempt::done;
+    }
+    if (read != ReadStatus::ok) {
+      co_await end_without_answer(child, read);
+      co_return Attempt::done;
+    }
+    if (!parser.is_done()) {
+      // Too large to be an error message: relayed as it is.
+      if (committed_) {
+        co_await abort_stream("child " + chosen.name + " answered " + std::to_string(status));
+      } else if (co_await write_head(response) && co_await write_body(net::buffer(body))) {
+        co_await relay_body(child, upstream, buffer, parser);
+      }
+      co_return Attempt::done;
+    }
+    const ErrorKind kind = child_error_kind(status);
+    if (const auto rewrapped = rewrap_child_error(status, body)) body = *rewrapped;
+    if (committed_) {
+      // The client already reads a stream (heartbeats): the error is its last event.
+      const auto error = stream_error_of("data: " + body);
+      co_await abort_stream(error ? error->message : "child " + chosen.name + " answered " + std::to_string(status),
+                            kind.type, kind.code);
+      co_return Attempt::done;
+    }
+    response.chunked(false);
+    response.content_length(body.size());
+    if (!co_await write_head(response) || !co_await write_body(net::buffer(body)) || !co_await finish_body()) {
+      co_return Attempt::done;
+    }
+    result_.client_reusable = client_keep_alive_;
+    if (parser.keep_alive()) context_.pool.give_back(child, std::move(upstream));
+    co_return Attempt::done;
+  }
+
+  // A non-stream answer's body, relayed a read at a time.
+  awaitable<void> relay_body(std::size_t child, beast::tcp_stream& upstream, beast::flat_buffer& buffer,
+                             Parser& parser) {
+    delivered_ = true;  // an answer is on its way to the client: no retry from here on
+    auto& response = parser.get();
     // Not value-initialised: zero-filling 16 KiB per answer showed up in profiles.
     // (Reusing these buffers across requests was tried: no measurable gain.)
     std::array<char, kRelayBufferBytes> chunk;
-    bool upstream_clean = true;
     while (!parser.is_done()) {
       response.body().data = chunk.data();
       response.body().size = chunk.size();
@@ -355,37 +511,152 @@ class Relay {
       const std::size_t received = chunk.size() - response.body().size;
       if (received > 0) {
         note_upstream_bytes({chunk.data(), received});
-        if (!co_await write_body(net::const_buffer(chunk.data(), received))) {
-          upstream_clean = false;
-          break;
+        delivered_ = true;
+        if (!co_await write_body(net::const_buffer(chunk.data(), received))) co_return;
+      }
+      if (read == ReadStatus::ok) continue;
+      co_await end_broken_answer(child, read, ec);
+      co_return;
+    }
+    if (co_await finish_body()) {
+      result_.client_reusable = client_keep_alive_;
+      if (parser.keep_alive()) context_.pool.give_back(child, std::move(upstream));
+    }
+  }
+
+  // A child's 200 event stream, relayed an event at a time. Nothing has been
+  // delivered until its first event with work in it (is_substantive_event):
+  // comments and the child's empty chunks before it are held back, and an
+  // error in that time sends the request to another child. [DONE] is held
+  // until the stream ends, because the real child sends its quota error after
+  // it. Later error events reach the client in the OpenAI shape, then [DONE].
+  awaitable<Attempt> relay_events(std::size_t child, beast::tcp_stream& upstream, beast::flat_buffer& buffer,
+                                  Parser& parser, std::string& error) {
+    auto& response = parser.get();
+    stream_mode_ = true;
+    total_deadline_ = kNever;
+    const auto now = Clock::now();
+    idle_deadline_ = now + to_duration(config_.stream_idle_timeout);
+    stall_deadline_ = now + to_duration(config_.stall_timeout);
+    StreamGate gate;
+    std::array<char, kRelayBufferBytes> chunk;
+    while (!parser.is_done()) {
+      response.body().data = chunk.data();
+      response.body().size = chunk.size();
+      error_code ec;
+      const ReadStatus read = co_await watched_read(
+          upstream,
+          [&](error_code& read_ec) {
+            return http::async_read_some(upstream, buffer, parser, use_awaitable_ec(read_ec));
+          },
+          ec);
+      const std::string_view received(chunk.data(), chunk.size() - response.body().size);
+      if (!received.empty()) {
+        note_upstream_bytes(received);
+        const std::optional<StreamError> failure = gate.take(received);
+        if (failure && !gate.started) {
+          error = "its stream failed before any work was delivered: " + failure->message;
+          if (failure->quota) {
+            cool_down_for_quota(child, std::nullopt, "out of quota: " + failure->message);
+            quota_limited_ = true;
+          }
+          co_return Attempt::try_next;
+        }
+        if (gate.started && !committed_ && !co_await write_head(response)) co_return Attempt::done;
+        if (failure) {
+          co_await end_with_error_event(child, std::move(gate.out), *failure);
+          co_return Attempt::done;
+        }
+        if (!gate.out.empty()) {
+          delivered_ = true;
+          if (!co_await write_body(net::buffer(gate.out))) co_return Attempt::done;
         }
       }
       if (read == ReadStatus::ok) continue;
-      upstream_clean = false;
-      if (read == ReadStatus::client_gone) {
-        client_left(child);
-        break;
+      if (!gate.started && read == ReadStatus::upstream_error) {
+        error = "its stream broke off before any work was delivered: " + ec.message();
+        co_return Attempt::try_next;
       }
-      if (read == ReadStatus::stalled) {
-        co_await stalled(child);
-        break;
+      if (read == ReadStatus::quota_retry) {
+        error = "its log shows its account out of quota";
+        quota_limited_ = true;
+        co_return Attempt::try_next;
       }
-      const std::string why =
-          read == ReadStatus::upstream_error ? "child " + chosen.name + " broke off: " + ec.message()
-          : read == ReadStatus::idle_timeout ? "child " + chosen.name + " was silent for " +
-                                                   std::to_string(static_cast<int>(config_.stream_idle_timeout)) + " s"
-                                             : "child " + chosen.name + " exceeded the request timeout";
-      spdlog::warn("{}", why);
-      if (read == ReadStatus::upstream_error) context_.registry.report_forward_failure(child, why, Clock::now());
-      if (req_id_) co_spawn_cancel(child);
-      co_await abort_stream(why);
-      break;
+      if (!committed_ && read != ReadStatus::client_gone && !co_await write_head(response)) {
+        co_return Attempt::done;
+      }
+      co_await end_broken_answer(child, read, ec);
+      co_return Attempt::done;
     }
-    if (upstream_clean && co_await finish_body()) {
+    std::string rest = gate.finish();
+    if (!gate.started && rest.empty()) {
+      error = "its stream ended before its first event";
+      co_return Attempt::try_next;
+    }
+    if (!committed_ && !co_await write_head(response)) co_return Attempt::done;
+    if (!rest.empty() && !co_await write_body(net::buffer(rest))) co_return Attempt::done;
+    if (co_await finish_body()) {
       result_.client_reusable = client_keep_alive_;
       if (parser.keep_alive()) context_.pool.give_back(child, std::move(upstream));
     }
     co_return Attempt::done;
+  }
+
+  // An error event in a stream that has started: the events before it, the
+  // error in the OpenAI shape, then [DONE]; the connection is not reused.
+  awaitable<void> end_with_error_event(std::size_t child, std::string before, const StreamError& failure) {
+    const Child& chosen = context_.registry.at(child);
+    spdlog::warn("child {} sent an error event mid-stream: {}", chosen.name, failure.message);
+    if (failure.quota) cool_down_for_quota(child, std::nullopt, "out of quota: " + failure.message);
+    const std::string_view code = failure.quota ? "quota_exhausted" : "child_stream_error";
+    before += stream_abort_events(failure.message, kStreamAbortType, code);
+    client_keep_alive_ = false;
+    if (co_await write_body(net::buffer(before))) co_await finish_body();
+    result_.client_reusable = false;
+  }
+
+  // An answer that started and then did not finish: the client gets what
+  // fits the reason, the child's work is cancelled where that helps.
+  awaitable<void> end_broken_answer(std::size_t child, ReadStatus read, const error_code& ec) {
+    const Child& chosen = context_.registry.at(child);
+    switch (read) {
+      case ReadStatus::ok:
+        co_return;
+      case ReadStatus::client_gone:
+        client_left(child);
+        co_return;
+      case ReadStatus::cancelled:
+        co_await end_cancelled();
+        co_return;
+      case ReadStatus::stalled:
+        co_await stalled(child);
+        co_return;
+      case ReadStatus::quota_retry:  // only while nothing was delivered; handled where that can be
+      case ReadStatus::upstream_error:
+      case ReadStatus::idle_timeout:
+      case ReadStatus::total_timeout:
+        break;
+    }
+    const std::string why = read == ReadStatus::upstream_error ? "child " + chosen.name + " broke off: " + ec.message()
+                            : read == ReadStatus::idle_timeout
+                                ? "child " + chosen.name + " was silent for " +
+                                      std::to_string(static_cast<int>(config_.stream_idle_timeout)) + " s"
+                                : "child " + chosen.name + " exceeded the request timeout";
+    spdlog::warn("{}", why);
+    if (read == ReadStatus::upstream_error) context_.registry.report_forward_failure(child, why, Clock::now());
+    if (req_id_) co_spawn_cancel(child);
+    co_await abort_stream(why);
+  }
+
+  // POST /v1/cancel/{req_id} ended this relay; closing the upstream stopped the child's page.
+  awaitable<void> end_cancelled() {
+    const std::string why = "Request " + req_id_.value_or("") + " was cancelled (POST /v1/cancel).";
+    spdlog::info("relay of {} cancelled", req_id_.value_or("?"));
+    if (committed_) {
+      co_await abort_stream(why, "invalid_request_error", "request_cancelled");
+    } else {
+      co_await fail_before_commit(499, why, "invalid_request_error", "request_cancelled");
+    }
   }
 
   // A read from the child that wakes for heartbeats and deadlines, and ends
@@ -397,7 +668,9 @@ class Relay {
       if (now >= total_deadline_) co_return ReadStatus::total_timeout;
       if (now >= idle_deadline_) co_return ReadStatus::idle_timeout;
       if (now >= stall_deadline_) co_return ReadStatus::stalled;
+      if (watch_->cancelled) co_return ReadStatus::cancelled;
       if (watch_->client_gone) co_return ReadStatus::client_gone;
+      if (std::exchange(watch_->quota_retry, false) && !delivered_) co_return ReadStatus::quota_retry;
       auto wake = std::min({total_deadline_, idle_deadline_, stall_deadline_});
       if (heartbeats_apply()) wake = std::min(wake, heartbeat_due_);
 
@@ -419,7 +692,9 @@ class Relay {
       watch_->upstream = nullptr;
       timer_.cancel();
 
+      if (watch_->cancelled) co_return ReadStatus::cancelled;
       if (watch_->client_gone) co_return ReadStatus::client_gone;
+      if (ec == net::error::operation_aborted && watch_->quota_retry) continue;  // decided at the top
       if (ec == http::error::need_buffer) ec = {};
       if (ec == net::error::operation_aborted && watch_->tick) {
         if (heartbeats_apply() && Clock::now() >= heartbeat_due_ && !co_await send_heartbeat()) {
@@ -436,17 +711,23 @@ class Relay {
   }
   bool heartbeats_apply() const { return config_.sse_heartbeat > 0 && (stream_requested_ || sse_to_client_); }
 
+  // Any byte from the child shows it alive (a stream's comments too); only
+  // what reaches the client puts off the next heartbeat (see write_body).
   void note_upstream_bytes(std::string_view bytes) {
     const auto now = Clock::now();
-    heartbeat_due_ = now + heartbeat_period();
-    stall_deadline_ = now + to_duration(config_.stall_timeout);
-    if (stream_mode_) idle_deadline_ = now + to_duration(config_.stream_idle_timeout);
-    if (!req_id_ && sse_to_client_ && scanned_.size() < kReqIdScanBytes) {
+    if (stream_mode_) {
+      stall_deadline_ = now + to_duration(config_.stall_timeout);
+      idle_deadline_ = now + to_duration(config_.stream_idle_timeout);
+    }
+    if (!req_id_ && stream_mode_ && scanned_.size() < kReqIdScanBytes) {
       scanned_.append(bytes.substr(0, kReqIdScanBytes - scanned_.size()));
       req_id_ = extract_req_id(scanned_);
       if (req_id_) {
         scanned_.clear();
         if (current_child_) context_.registry.remember_req_id(*req_id_, *current_child_);
+        if (context_.active != nullptr) {
+          context_.active->add(*req_id_, [weak = std::weak_ptr<WatchState>(watch_)] { cancel_relay(weak); });
+        }
       }
     }
   }
@@ -467,7 +748,8 @@ class Relay {
     if (context_.metrics && req_id_) context_.metrics->count_cancel();
     net::co_spawn(client_.get_executor(),
                   cancel_then_recycle(chosen.name, chosen.host, chosen.ports.api, req_id_.value_or(""),
-                                      to_duration(config_.cancel_timeout), context_.recycle, child, why),
+                                      to_duration(config_.cancel_timeout), credentials_of(request_), context_.recycle,
+                                      child, why),
                   LogEscapedException{"stall recycle"});
   }
 
@@ -563,6 +845,7 @@ class Relay {
       return_client_gone();
       co_return false;
     }
+    heartbeat_due_ = Clock::now() + heartbeat_period();
     result_.bytes_sent += data.size();
     co_return true;
   }
@@ -604,10 +887,10 @@ class Relay {
   void co_spawn_cancel(std::size_t child) {
     const Child& target = context_.registry.at(child);
     if (context_.metrics) context_.metrics->count_cancel();
-    net::co_spawn(
-        client_.get_executor(),
-        cancel_on_child(target.name, target.host, target.ports.api, *req_id_, to_duration(config_.cancel_timeout)),
-        LogEscapedException{"cancel"});
+    net::co_spawn(client_.get_executor(),
+                  cancel_in_background(target.name, target.host, target.ports.api, *req_id_,
+                                       to_duration(config_.cancel_timeout), credentials_of(request_)),
+                  LogEscapedException{"cancel"});
   }
 
   // Ends an answer that has already started: as an SSE error event when the
@@ -633,6 +916,10 @@ class Relay {
     }
     if (status == ReadStatus::stalled) {
       co_await stalled(child);
+      co_return;
+    }
+    if (status == ReadStatus::cancelled) {
+      co_await end_cancelled();
       co_return;
     }
     const std::string why =
@@ -696,7 +983,11 @@ class Relay {
   const bool stream_requested_;
   const bool takes_slot_;
   const std::string client_address_;
-  bool rate_limited_ = false;
+  bool rate_limited_ = false;   // the last attempt's child answered 429
+  bool quota_limited_ = false;  // the last attempt's child is out of quota
+  bool all_limited_ = true;     // every attempt so far ended in one of those two
+  bool any_quota_ = false;
+  bool delivered_ = false;  // bytes of a child's answer reached the client: no more retries
   std::optional<std::size_t> current_child_;
   Clock::time_point stall_deadline_ = kNever;
   Clock::time_point queue_deadline_{};
@@ -719,15 +1010,36 @@ class Relay {
 
 }  // namespace
 
-awaitable<void> cancel_on_child(std::string child, std::string host, int port, std::string req_id,
-                                Clock::duration timeout) {
+void report_quota_from_child_log(ForwardContext& context, net::any_io_executor executor, std::size_t child,
+                                 const std::string& why) {
+  const auto now = Clock::now();
+  const auto until = now + to_duration(context.config.quota_cooldown);
+  context.registry.report_quota_exhausted(child, until, why, now);
+  if (context.registry.at(child).state == ChildState::cooling) {
+    net::co_spawn(executor, end_cooldown(&context.registry, child, until), LogEscapedException{"quota cooldown"});
+  }
+  if (context.active != nullptr) context.active->retry_elsewhere(child);
+}
+
+awaitable<unsigned> cancel_on_child(std::string child, std::string host, int port, std::string req_id,
+                                    Clock::duration timeout, ExtraHeaders auth) {
   std::string error;
-  auto response = co_await simple_request(host, port, http::verb::post, "/v1/cancel/" + req_id, "", timeout, error);
+  auto response = co_await simple_request(host, port, http::verb::post, "/v1/cancel/" + req_id, "", timeout, error,
+                                          std::move(auth));
   if (response) {
     spdlog::info("cancel {} on child {}: {}", req_id, child, response->status);
-  } else {
-    spdlog::warn("cancel {} on child {} failed: {}", req_id, child, error);
+    co_return response->status;
   }
+  spdlog::warn("cancel {} on child {} failed: {}", req_id, child, error);
+  co_return 0;
+}
+
+ExtraHeaders credentials_of(const http::request<http::string_body>& request) {
+  ExtraHeaders auth;
+  for (const std::string_view name : {"Authorization", "X-API-Key"}) {
+    if (const std::string_view value = request[name]; !value.empty()) auth.emplace_back(name, value);
+  }
+  return auth;
 }
 
 awaitable<ForwardResult> forward_request(ForwardContext& context, beast::tcp_stream& client,

@@ -6,10 +6,12 @@
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <dirent.h>
+#include <algorithm>
+#include <array>
 #include <boost/process/args.hpp>
 #include <boost/process/async.hpp>
 #include <boost/process/async_pipe.hpp>
@@ -19,10 +21,10 @@
 #include <boost/process/io.hpp>
 #include <boost/process/search_path.hpp>
 #include <boost/process/start_dir.hpp>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 namespace coordinator {
 
@@ -34,9 +36,26 @@ namespace {
 constexpr std::size_t kLogFileBytes = 5 * 1024 * 1024;
 constexpr std::size_t kLogFiles = 5;
 constexpr std::size_t kMaxLogLine = 16 * 1024;
+// What is left of a tree once its launcher is gone gets this long after
+// SIGTERM, then SIGKILL (repeated, for what it forks meanwhile).
+constexpr auto kTreeTermGrace = std::chrono::seconds(3);
+constexpr auto kTreeKillTime = std::chrono::seconds(2);
+constexpr auto kTreePoll = std::chrono::milliseconds(100);
+// A restart waits this long for the old tree to be gone and the slot's three
+// ports to be free; then it counts as a failed start (backoff, and parking if
+// it keeps happening): a browser started on a taken debug port would only fail
+// tens of seconds later.
+constexpr auto kPortWait = std::chrono::seconds(30);
+// After an exit, the output still in the pipes is read (the logged-out line
+// may be among it) for at most this long before the restart decision.
+constexpr auto kOutputDrain = std::chrono::seconds(1);
+// A child that said it is logged out but does not exit is stopped after this.
+constexpr auto kLoggedOutGrace = std::chrono::seconds(10);
+constexpr auto kTreeScanInterval = std::chrono::seconds(1);
 
 // Runs in the child between fork and exec: its own process group (so the
-// whole browser tree can be signalled at once), and death with the coordinator.
+// launcher can be signalled with what stays in its group), and death with the
+// coordinator.
 struct ChildProcessSetup : bp::extend::handler {
   pid_t parent = 0;
   char** environment = nullptr;  // prepared in the parent: nothing is allocated after fork
@@ -70,6 +89,41 @@ std::string join_command(const std::vector<std::string>& argv) {
   return joined;
 }
 
+const char* inherited_value(const char* const* inherited, std::string_view name) {
+  for (const char* const* entry = inherited; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    if (text.size() > name.size() && text.substr(0, name.size()) == name && text[name.size()] == '=') {
+      return *entry + name.size() + 1;
+    }
+  }
+  return nullptr;
+}
+
+// The variables of child_variables an operator may have set on purpose, and
+// why a different value deserves a warning.
+struct Switch {
+  std::string_view name;
+  std::string_view value;
+  std::string_view why;
+};
+constexpr std::array<Switch, 3> kSwitches{{
+    {"AUTO_ROTATE_AUTH_PROFILE", "false", "a child would swap accounts by itself"},
+    {"QUOTA_SOFT_LIMIT", kOutOfReachTokens, "with rotation off, a child stops serving once it is reached"},
+    {"QUOTA_HARD_LIMIT", kOutOfReachTokens, "a child answers quota errors once it is reached"},
+}};
+
+awaitable<void> pause(net::steady_timer& timer, Clock::duration length) {
+  timer.expires_after(length);
+  error_code ec;
+  co_await timer.async_wait(use_awaitable_ec(ec));
+}
+
+std::string ports_text(const std::vector<int>& ports) {
+  std::string text;
+  for (int port : ports) text += (text.empty() ? "" : ", ") + std::to_string(port);
+  return text;
+}
+
 }  // namespace
 
 struct Supervisor::Process {
@@ -79,39 +133,25 @@ struct Supervisor::Process {
   std::unique_ptr<bp::child> child;
   std::shared_ptr<spdlog::logger> log;
   fs::path log_path;
-  pid_t pgid = 0;
-  bool running = false;
+  std::string name;             // the profile it runs
+  pid_t pgid = 0;               // the launcher's pid and process group
+  std::string tree;             // its COORDINATOR_TREE
+  std::vector<ProcId> members;  // every process of its tree seen so far (some may lack the marker)
+  std::uint64_t tree_rss = 0;   // at the last scan
+  WorkingProfile profile;
+  bool running = false;    // the launcher has not exited
+  bool tree_gone = false;  // nothing of its tree is left (after the launcher's exit)
+  bool settled = false;    // its exit is handled: output read, cookies copied back
+  int open_pipes = 2;      // output pumps still reading
+  bool logged_out = false;
+  Clock::time_point logged_out_at{};
+  std::function<void()> on_quota;  // its log showed a quota hit
+  bool operator_change_reported = false;
+  bool copy_failure_reported = false;
 };
 
-namespace {
-
-// Copies one output stream of a child into its log, a line at a time.
-awaitable<void> pump_output(std::shared_ptr<spdlog::logger> log, bp::async_pipe& pipe, std::string stream_name,
-                            [[maybe_unused]] std::shared_ptr<void> keep_alive) {
-  // `keep_alive` owns the pipe while this coroutine reads it.
-  std::array<char, 4096> buffer{};
-  std::string line;
-  while (true) {
-    error_code ec;
-    const std::size_t n = co_await pipe.async_read_some(net::buffer(buffer), use_awaitable_ec(ec));
-    for (std::size_t i = 0; i < n; ++i) {
-      if (buffer[i] == '\n' || line.size() >= kMaxLogLine) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        log->info("[{}] {}", stream_name, line);
-        line.clear();
-        if (buffer[i] == '\n') continue;
-      }
-      line.push_back(buffer[i]);
-    }
-    if (ec) break;
-  }
-  if (!line.empty()) log->info("[{}] {}", stream_name, line);
-  log->flush();
-}
-
-}  // namespace
-
-std::vector<std::string> child_command(const Config& config, const std::string& python, const Child& child) {
+std::vector<std::string> child_command(const Config& config, const std::string& python, const Child& child,
+                                       const fs::path& profile) {
   std::vector<std::string> argv{python,
                                 fs::absolute(config.launcher).lexically_normal().string(),
                                 "--server-port",
@@ -121,8 +161,19 @@ std::vector<std::string> child_command(const Config& config, const std::string& 
                                 "--camoufox-debug-port",
                                 std::to_string(child.ports.camoufox),
                                 "--active-auth-json",
-                                child.profile.string()};
-  if (config.headless) argv.emplace_back("--headless");
+                                profile.string()};
+  // The launcher's three modes (launcher/config.py); with none it asks on stdin.
+  switch (config.browser_mode) {
+    case BrowserMode::headless:
+      argv.emplace_back("--headless");
+      break;
+    case BrowserMode::headful:
+      argv.emplace_back("--debug");
+      break;
+    case BrowserMode::virtual_display:
+      argv.emplace_back("--virtual-display");
+      break;
+  }
   return argv;
 }
 
@@ -156,41 +207,75 @@ std::vector<std::string> child_environment(const char* const* inherited,
   return result;
 }
 
-std::uint64_t process_group_rss(int pgid) {
-  if (pgid <= 1) return 0;
-  static const long page = ::sysconf(_SC_PAGESIZE);
-  std::uint64_t total = 0;
-  DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return 0;
-  while (const dirent* entry = ::readdir(proc)) {
-    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
-    std::ifstream stat(std::string("/proc/") + entry->d_name + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) continue;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    const auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream fields(line.substr(close + 2));
-    std::string state;
-    long ppid = 0, pgrp = 0;
-    fields >> state >> ppid >> pgrp;
-    if (pgrp != pgid) continue;
-    std::string skip;
-    for (int i = 6; i <= 23; ++i) fields >> skip;  // fields 6..23; rss (pages) is field 24
-    long rss_pages = 0;
-    fields >> rss_pages;
-    if (rss_pages > 0) total += static_cast<std::uint64_t>(rss_pages) * static_cast<std::uint64_t>(page);
+std::vector<std::pair<std::string, std::string>> child_variables(const char* const* inherited) {
+  std::vector<std::pair<std::string, std::string>> variables;
+  for (const Switch& entry : kSwitches) {
+    if (inherited_value(inherited, entry.name) == nullptr) variables.emplace_back(entry.name, entry.value);
   }
-  ::closedir(proc);
-  return total;
+  // In the modes with a window, the child waits (up to 3 minutes) for a login
+  // in that window instead of reading Enter from stdin, which is /dev/null.
+  if (inherited_value(inherited, "SUPPRESS_LOGIN_WAIT") == nullptr)
+    variables.emplace_back("SUPPRESS_LOGIN_WAIT", "true");
+  // No AUTH_KEY_FILE_PATH: the real child reads only {launcher}/auth_profiles/key.txt
+  // (api_utils/auth_utils.py), once; the coordinator is the one key check (docs/real-child.md).
+  return variables;
+}
+
+fs::path working_copies_folder(const Config& config, std::string_view fleet) {
+  return fs::absolute(config.runtime_dir).lexically_normal() / std::string(fleet);
+}
+
+namespace {
+// A folder only the coordinator's user can enter (created if missing).
+std::string make_private_dir(const fs::path& folder) {
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec) return ec.message();
+  if (::chmod(folder.c_str(), 0700) != 0) return std::strerror(errno);
+  return {};
+}
+}  // namespace
+
+namespace {
+// The real child checks /v1/* against its own key.txt (api_utils/auth_utils.py)
+// when that file has a key: a request the coordinator accepted could get a 401.
+void warn_if_children_check_keys(const fs::path& key_file) {
+  std::ifstream in(key_file);
+  std::string line;
+  std::size_t keys = 0;
+  while (std::getline(in, line)) {
+    if (line.find_first_not_of(" \t\r") != std::string::npos) ++keys;
+  }
+  if (keys > 0) {
+    spdlog::warn(
+        "{} holds {} key(s): every child checks them itself, so a request the coordinator accepted "
+        "can get a 401 from a child. Keep it empty and use --api-keys-file (docs/real-child.md).",
+        key_file.string(), keys);
+  }
+}
+}  // namespace
+
+fs::path child_work_dir(const Config& config, std::string_view name) {
+  return fs::absolute(config.runtime_dir).lexically_normal() / "children" / std::string(name);
+}
+
+bool child_reports_quota(std::string_view line) {
+  // config/global_state.py set_quota_exceeded, logged at CRITICAL for every quota hit.
+  return line.find("GLOBAL ALERT: Quota Exceeded!") != std::string_view::npos;
+}
+
+bool child_reports_logged_out(std::string_view line) {
+  return line.find("Auth failed in headless mode, auth file update required.") != std::string_view::npos ||
+         line.find("Failed to detect AI Studio URL after login prompt") != std::string_view::npos;
 }
 
 Supervisor::Supervisor(net::io_context& io, const Config& config, Registry& registry, OrphanGuard& guard,
-                       std::deque<Profile> waiting_profiles)
+                       std::deque<Profile> waiting_profiles, std::string fleet)
     : io_(io),
       config_(config),
       registry_(registry),
       guard_(guard),
+      fleet_(std::move(fleet)),
       slots_(registry.size()),
       waiting_(std::move(waiting_profiles)) {}
 
@@ -200,6 +285,8 @@ Supervisor::~Supervisor() {
   for (auto& slot : slots_) {
     if (slot.process && slot.process->child) slot.process->child->detach();
   }
+  std::error_code ec;
+  if (!fleet_dir_.empty()) fs::remove(fleet_dir_, ec);  // only when empty (a start that failed early)
 }
 
 std::string Supervisor::prepare() {
@@ -216,9 +303,50 @@ std::string Supervisor::prepare() {
   if (!fs::is_regular_file(launcher, ec)) return "launcher " + launcher.string() + " is not a file";
   launcher_ = launcher.string();
   launcher_dir_ = launcher.parent_path().string();
+  warn_if_children_check_keys(launcher.parent_path() / "auth_profiles" / "key.txt");
   std::error_code dir_ec;
   fs::create_directories(config_.log_dir, dir_ec);
   if (dir_ec) return "cannot create log folder " + config_.log_dir.string() + ": " + dir_ec.message();
+
+  // The working copies hold logged-in sessions: a private folder per run.
+  const fs::path runtime = fs::absolute(config_.runtime_dir).lexically_normal();
+  const bool existed = fs::exists(runtime, dir_ec);
+  fs::create_directories(runtime, dir_ec);
+  if (dir_ec) return "cannot create runtime folder " + runtime.string() + ": " + dir_ec.message();
+  if (!existed) ::chmod(runtime.c_str(), 0700);
+  // Folders of earlier runs whose coordinator is gone (killed, and its guard
+  // too): their copies were synced while they ran; what is left is stale. A
+  // run with this very pid (PID 1 in a container) is gone too.
+  for (fs::directory_iterator it(runtime, dir_ec), end; !dir_ec && it != end; it.increment(dir_ec)) {
+    const std::string name = it->path().filename().string();
+    const pid_t owner = fleet_owner(name);
+    const bool gone = owner == ::getpid() || (::kill(owner, 0) != 0 && errno == ESRCH);
+    if (owner > 0 && name != fleet_ && gone) {
+      std::error_code remove_ec;
+      fs::remove_all(it->path(), remove_ec);
+      spdlog::info("removed the working copies of an earlier run ({})", it->path().string());
+    }
+  }
+  fleet_dir_ = working_copies_folder(config_, fleet_);
+  fs::create_directories(fleet_dir_, dir_ec);
+  if (dir_ec || ::chmod(fleet_dir_.c_str(), 0700) != 0) {
+    return "cannot create runtime folder " + fleet_dir_.string() + ": " + (dir_ec ? dir_ec.message() : "chmod failed");
+  }
+  for (const Switch& entry : kSwitches) {
+    const char* value = ::getenv(std::string(entry.name).c_str());
+    if (value != nullptr && entry.value != value) {
+      spdlog::warn("{}={} is set in the coordinator's environment and goes to every child: {}", entry.name, value,
+                   entry.why);
+    }
+  }
+  for (char** entry = ::environ; *entry != nullptr; ++entry) {
+    if (std::string_view(*entry).starts_with("QUOTA_LIMIT_")) {
+      spdlog::warn(
+          "{} is set in the coordinator's environment: every child answers quota errors for that model "
+          "once it has used that many tokens",
+          std::string_view(*entry).substr(0, std::string_view(*entry).find('=')));
+    }
+  }
   return {};
 }
 
@@ -234,7 +362,12 @@ std::string Supervisor::fleet_json() const {
   for (const auto& profile : waiting_) queued.push_back(profile.name);
   nlohmann::json parked = nlohmann::json::array();
   for (const auto& profile : parked_) parked.push_back(profile.name);
-  return dump_json(nlohmann::json{{"queued_profiles", queued}, {"parked_profiles", parked}});
+  nlohmann::json relogin = nlohmann::json::array();
+  for (const Child& child : registry_.children()) {
+    if (child.state == ChildState::needs_relogin) relogin.push_back(child.name);
+  }
+  return dump_json(
+      nlohmann::json{{"queued_profiles", queued}, {"parked_profiles", parked}, {"needs_relogin_profiles", relogin}});
 }
 
 void Supervisor::start() {
@@ -251,31 +384,40 @@ void Supervisor::schedule_start(std::size_t slot, Clock::duration delay) {
   net::co_spawn(io_, start_when_due(slot, generation, at), LogEscapedException{"child start"});
 }
 
-namespace {
-
-// What identifies a profile file's version: its size and modification time.
-std::string profile_stamp(const fs::path& path) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  const auto time = fs::last_write_time(path, ec);
-  if (ec) return {};
-  return std::to_string(size) + ":" + std::to_string(time.time_since_epoch().count());
-}
-
-}  // namespace
-
 awaitable<void> Supervisor::start_when_due(std::size_t slot, unsigned generation, Clock::time_point at) {
   net::steady_timer timer(io_);
   timer.expires_at(at);
   error_code ec;
   co_await timer.async_wait(use_awaitable_ec(ec));
-  // A browser left by the previous run may still hold the ports: wait (bounded).
-  const Child& child = registry_.at(slot);
-  for (int tries = 0; tries < 40 && !stopping_; ++tries) {
-    if (port_is_free(child.ports.api) && port_is_free(child.ports.stream)) break;
-    if (tries == 0)
-      spdlog::info("child {}: waiting for ports {} and {} to be free", child.name, child.ports.api, child.ports.stream);
-    timer.expires_after(std::chrono::milliseconds(250));
+  // The previous child's tree must be gone (its last cookie save copied back)
+  // and the slot's three ports free: a browser of the previous run, or one
+  // that outlived its launcher, may still hold them.
+  const auto deadline = Clock::now() + kPortWait;
+  bool announced = false;
+  while (!stopping_ && slots_.at(slot).generation == generation) {
+    const auto& previous = slots_[slot].process;
+    const bool previous_done = !previous || (!previous->running && previous->settled && previous->tree_gone);
+    const ChildPorts ports = registry_.at(slot).ports;
+    std::vector<int> busy;
+    for (int port : {ports.api, ports.stream, ports.camoufox}) {
+      if (!port_is_free(port)) busy.push_back(port);
+    }
+    if (previous_done && busy.empty()) break;
+    if (Clock::now() >= deadline) {
+      const std::string reason = previous_done ? "port(s) " + ports_text(busy) + " still in use after " +
+                                                     std::to_string(kPortWait.count()) + " s"
+                                               : "the previous process tree is still being stopped";
+      spdlog::error("child {}: not started: {}", registry_.at(slot).name, reason);
+      registry_.report_exit(slot, reason, Clock::now());
+      registry_.note_error(slot, reason);
+      after_exit(slot, /*failure=*/true, reason);
+      co_return;
+    }
+    if (!announced && previous_done) {
+      spdlog::info("child {}: waiting for port(s) {} to be free", registry_.at(slot).name, ports_text(busy));
+      announced = true;
+    }
+    timer.expires_after(std::chrono::milliseconds(100));
     co_await timer.async_wait(use_awaitable_ec(ec));
   }
   if (stopping_ || slots_.at(slot).generation != generation) co_return;
@@ -286,6 +428,7 @@ void Supervisor::spawn(std::size_t index) {
   Slot& slot = slots_.at(index);
   const Child& child = registry_.at(index);
   auto process = std::make_shared<Process>(io_);
+  process->name = child.name;
   process->log_path = fs::absolute(config_.log_dir / (child.name + ".log")).lexically_normal();
   try {
     auto sink =
@@ -299,16 +442,26 @@ void Supervisor::spawn(std::size_t index) {
     after_exit(index, true, "log file could not be opened");
     return;
   }
-
-  // The environment: inherited, plus AUTO_ROTATE_AUTH_PROFILE=false (the
-  // coordinator, not the child, decides which account runs where) and the
-  // profile's own {name}.env. Values are never logged.
-  std::vector<std::pair<std::string, std::string>> overrides;
-  if (::getenv("AUTO_ROTATE_AUTH_PROFILE") == nullptr) overrides.emplace_back("AUTO_ROTATE_AUTH_PROFILE", "false");
-  // The children check the same keys as the coordinator, as AIstudioProxyAPI's own launcher arranges.
-  if (!config_.api_keys_file.empty()) {
-    overrides.emplace_back("AUTH_KEY_FILE_PATH", fs::absolute(config_.api_keys_file).lexically_normal().string());
+  ++slot.spawns;
+  process->tree = tree_marker(fleet_, index, slot.spawns);
+  process->on_quota = [this, index] {
+    if (quota_listener_) quota_listener_(index);
+  };
+  // The child runs on its own copy of the profile (see WorkingProfile).
+  const std::string copy_error =
+      process->profile.create(child.profile, fleet_dir_ / (std::to_string(index) + "-" + std::to_string(slot.spawns)));
+  if (!copy_error.empty()) {
+    spdlog::error("child {}: cannot make its working copy of the profile: {}", child.name, copy_error);
+    process->profile.remove();
+    registry_.report_exit(index, "profile could not be copied: " + copy_error, Clock::now());
+    after_exit(index, true, "profile could not be copied");
+    return;
   }
+
+  // The environment: inherited, plus the coordinator's switches, the
+  // profile's own {name}.env, and the tree marker last (it must be exact).
+  // Values are never logged.
+  std::vector<std::pair<std::string, std::string>> overrides = child_variables(::environ);
   const fs::path env_path = env_file_for(child.profile);
   std::error_code exists_ec;
   if (fs::is_regular_file(env_path, exists_ec)) {
@@ -316,15 +469,36 @@ void Supervisor::spawn(std::size_t index) {
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     const EnvFile env_file = parse_env_file(text);
     for (const auto& error : env_file.errors) spdlog::error("{}: {}", env_path.string(), error);
+    for (const auto& [key, value] : env_file.variables) {
+      for (const Switch& entry : kSwitches) {
+        if (key == entry.name && value != entry.value)
+          spdlog::warn("{} sets {}: {}", env_path.string(), key, entry.why);
+      }
+    }
     overrides.insert(overrides.end(), env_file.variables.begin(), env_file.variables.end());
     spdlog::info("child {}: {} variable(s) from {}", child.name, env_file.variables.size(), env_path.string());
   }
+  // What the child's unauthenticated /api/ports/kill takes for "its" ports
+  // (default 2048: the coordinator's); the launcher's flags already set them.
+  overrides.emplace_back("DEFAULT_FASTAPI_PORT", std::to_string(child.ports.api));
+  overrides.emplace_back("DEFAULT_CAMOUFOX_PORT", std::to_string(child.ports.camoufox));
+  overrides.emplace_back(kTreeVariable, process->tree);
   std::vector<std::string> environment = child_environment(::environ, overrides);
   std::vector<char*> environment_pointers;
   for (auto& entry : environment) environment_pointers.push_back(entry.data());
   environment_pointers.push_back(nullptr);
 
-  std::vector<std::string> argv = child_command(config_, python_, child);
+  // Its own working folder: the child writes certs/, config/profile_usage.json and
+  // logs/fc_debug/ relative to it, which N children in one folder would share.
+  const fs::path work_dir = child_work_dir(config_, child.name);
+  if (const std::string work_error = make_private_dir(work_dir); !work_error.empty()) {
+    spdlog::error("child {}: cannot make its working folder {}: {}", child.name, work_dir.string(), work_error);
+    process->profile.remove();
+    registry_.report_exit(index, "working folder could not be made: " + work_error, Clock::now());
+    after_exit(index, true, "working folder could not be made");
+    return;
+  }
+  std::vector<std::string> argv = child_command(config_, python_, child, process->profile.path());
   argv[1] = launcher_;
   const std::vector<std::string> args(argv.begin() + 1, argv.end());
   std::error_code spawn_error;
@@ -333,8 +507,9 @@ void Supervisor::spawn(std::size_t index) {
     setup.parent = ::getpid();
     setup.environment = environment_pointers.data();
     std::weak_ptr<Process> weak = process;
+    // stdin is /dev/null: the launcher's prompts (mode, login) read EOF at once.
     process->child =
-        std::make_unique<bp::child>(bp::exe = python_, bp::args = args, bp::start_dir = launcher_dir_,
+        std::make_unique<bp::child>(bp::exe = python_, bp::args = args, bp::start_dir = work_dir.string(),
                                     bp::std_in<bp::null, bp::std_out> process->out, bp::std_err > process->err, io_,
                                     setup, bp::on_exit([this, index, weak](int, const std::error_code&) {
                                       if (auto owner = weak.lock())
@@ -347,15 +522,15 @@ void Supervisor::spawn(std::size_t index) {
   }
   if (spawn_error || !process->child || !process->child->valid()) {
     spdlog::error("child {}: cannot start {}: {}", child.name, join_command(argv), spawn_error.message());
+    process->profile.remove();
     registry_.report_exit(index, "could not be started: " + spawn_error.message(), Clock::now());
     after_exit(index, true, "could not be started");
     return;
   }
   process->pgid = process->child->id();
   process->running = true;
-  slot.profile_stamp = profile_stamp(child.profile);
   guard_.watch_group(process->pgid);
-  process->log->info("[coordinator] started pid {}: {}", process->pgid, join_command(argv));
+  process->log->info("[coordinator] started pid {} (tree {}): {}", process->pgid, process->tree, join_command(argv));
   if (slot.started_once) registry_.count_restart(index);
   slot.started_once = true;
   slot.stop_requested = false;
@@ -363,9 +538,42 @@ void Supervisor::spawn(std::size_t index) {
   spdlog::info("child {} started: pid {}, ports api {} stream {} camoufox {}, log {}", child.name, process->pgid,
                child.ports.api, child.ports.stream, child.ports.camoufox, process->log_path.string());
   registry_.report_spawned(index, process->pgid, Clock::now());
-  net::co_spawn(io_, pump_output(process->log, process->out, "stdout", process), LogEscapedException{"child log"});
-  net::co_spawn(io_, pump_output(process->log, process->err, "stderr", process), LogEscapedException{"child log"});
+  net::co_spawn(io_, pump_output(process, false), LogEscapedException{"child log"});
+  net::co_spawn(io_, pump_output(process, true), LogEscapedException{"child log"});
   slot.process = std::move(process);
+}
+
+awaitable<void> Supervisor::pump_output(std::shared_ptr<Process> process, bool from_stderr) {
+  bp::async_pipe& pipe = from_stderr ? process->err : process->out;
+  const char* stream_name = from_stderr ? "stderr" : "stdout";
+  std::array<char, 4096> buffer{};
+  std::string line;
+  auto emit = [&] {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    process->log->info("[{}] {}", stream_name, line);
+    if (process->on_quota && child_reports_quota(line)) process->on_quota();
+    if (!process->logged_out && child_reports_logged_out(line)) {
+      process->logged_out = true;
+      process->logged_out_at = Clock::now();
+      spdlog::error("child {}: its account is logged out (\"{}\")", process->name, line.substr(0, 200));
+    }
+    line.clear();
+  };
+  while (true) {
+    error_code ec;
+    const std::size_t n = co_await pipe.async_read_some(net::buffer(buffer), use_awaitable_ec(ec));
+    for (std::size_t i = 0; i < n; ++i) {
+      if (buffer[i] == '\n' || line.size() >= kMaxLogLine) {
+        emit();
+        if (buffer[i] == '\n') continue;
+      }
+      line.push_back(buffer[i]);
+    }
+    if (ec) break;
+  }
+  if (!line.empty()) emit();
+  process->log->flush();
+  --process->open_pipes;
 }
 
 void Supervisor::on_exit(std::size_t index, const std::shared_ptr<Process>& process, int native_status) {
@@ -379,27 +587,137 @@ void Supervisor::on_exit(std::size_t index, const std::shared_ptr<Process>& proc
   spdlog::log(expected ? spdlog::level::info : spdlog::level::err, "child {} (pid {}) {}; log: {}", child.name,
               process->pgid, how, process->log_path.string());
   registry_.report_exit(index, slot.stop_requested ? slot.stop_reason : how, Clock::now());
-  // The launcher is gone; whatever it started (the browser) must not outlive it.
-  const pid_t pgid = process->pgid;
-  if (group_alive(pgid)) ::kill(-pgid, SIGTERM);
-  auto reap = [](pid_t group, OrphanGuard* guard) -> awaitable<void> {
-    net::steady_timer timer(co_await net::this_coro::executor);
-    for (int waited_ms = 0; waited_ms < 3000 && group_alive(group); waited_ms += 50) {
-      timer.expires_after(std::chrono::milliseconds(50));
-      co_await timer.async_wait(net::use_awaitable);
-    }
-    if (group_alive(group)) ::kill(-group, SIGKILL);
-    guard->forget_group(group);
-  };
-  net::co_spawn(io_, reap(pgid, &guard_), LogEscapedException{"reap child group"});
-  if (stopping_ || registry_.at(index).state == ChildState::retired) return;
+  // The launcher is gone (whatever the cause, SIGKILL and the OOM killer
+  // included); whatever it started, in any session or group, goes too.
+  net::co_spawn(io_, clean_up_tree(process), LogEscapedException{"child tree cleanup"});
+  net::co_spawn(io_, settle_exit(index, process, how), LogEscapedException{"child exit"});
+}
+
+awaitable<void> Supervisor::settle_exit(std::size_t index, std::shared_ptr<Process> process, std::string how) {
+  // Read what is still in the pipes first: the line saying the account is
+  // logged out is often the last one, and it decides what comes next.
+  net::steady_timer timer(io_);
+  const auto until = Clock::now() + kOutputDrain;
+  while (process->open_pipes > 0 && Clock::now() < until) {
+    timer.expires_after(std::chrono::milliseconds(20));
+    error_code ec;
+    co_await timer.async_wait(use_awaitable_ec(ec));
+  }
+  // A clean stop saves the cookies once more: copy them back (if the
+  // operator's file is still ours to write).
+  sync_profile(*process, /*final=*/true);
+  process->settled = true;
+  discard_working_copy(*process);
+  Slot& slot = slots_.at(index);
+  if (stopping_ || slot.process != process || registry_.at(index).state == ChildState::retired) co_return;
   if (slot.retire_when_stopped) {
     registry_.set_retire_on_exit(index, true);
     registry_.apply(index, ChildEvent::drain, slot.stop_reason, Clock::now());
-    return;
+    co_return;
+  }
+  if (process->logged_out) {
+    // Not a failure to retry: every restart would end the same way.
+    const std::string what = "logged out: replace " + registry_.at(index).profile.filename().string() +
+                             " with a fresh login, then reload (SIGHUP or POST /admin/reload)";
+    registry_.apply(index, ChildEvent::logged_out, what, Clock::now());
+    spdlog::error("child {} needs a new login; not restarted until its profile file {} changes and a reload runs",
+                  registry_.at(index).name, registry_.at(index).profile.string());
+    co_return;
   }
   const bool failure = !slot.stop_requested || slot.stop_is_failure;
   after_exit(index, failure, slot.stop_requested ? slot.stop_reason : how);
+}
+
+TreeQuery Supervisor::tree_query(const Process& process) const {
+  TreeQuery query;
+  query.marker = process.tree;
+  if (process.pgid > 1) {
+    // Once the launcher is reaped its pid may be reused: from then on the
+    // marker, its group (whose members keep the id alive) and the members
+    // seen so far (pid and start time) find what is left.
+    if (process.running) query.roots.push_back(process.pgid);
+    query.groups.push_back(process.pgid);
+  }
+  query.known = process.members;
+  query.exclude = {::getpid()};
+  if (guard_.pid() > 0) query.exclude.push_back(guard_.pid());
+  return query;
+}
+
+awaitable<void> Supervisor::clean_up_tree(std::shared_ptr<Process> process) {
+  net::steady_timer timer(io_);
+  auto left = [&] {
+    auto members = select_tree(scan_processes(&markers_), tree_query(*process));
+    for (const ProcId& id : ids_of(members)) {
+      if (std::find(process->members.begin(), process->members.end(), id) == process->members.end()) {
+        process->members.push_back(id);
+      }
+    }
+    return members;
+  };
+  auto members = left();
+  if (!members.empty()) {
+    spdlog::warn("child {}: {} process(es) of its tree outlived the launcher: SIGTERM to {}", process->name,
+                 members.size(), describe(members));
+    signal_each(members, SIGTERM);
+    for (const auto until = Clock::now() + kTreeTermGrace; !members.empty() && Clock::now() < until;) {
+      timer.expires_after(kTreePoll);
+      error_code ec;
+      co_await timer.async_wait(use_awaitable_ec(ec));
+      members = left();
+    }
+    if (!members.empty()) {
+      spdlog::warn("child {}: SIGKILL to what is left of its tree: {}", process->name, describe(members));
+    }
+    for (const auto until = Clock::now() + kTreeKillTime; !members.empty() && Clock::now() < until;) {
+      signal_each(members, SIGKILL);
+      timer.expires_after(std::chrono::milliseconds(50));
+      error_code ec;
+      co_await timer.async_wait(use_awaitable_ec(ec));
+      members = left();
+    }
+    if (!members.empty()) spdlog::error("child {}: could not end {}", process->name, describe(members));
+  }
+  guard_.forget_group(process->pgid);
+  for (const ProcId& id : process->members) guard_.forget_process(id);
+  process->tree_gone = true;
+  discard_working_copy(*process);
+}
+
+void Supervisor::discard_working_copy(Process& process) {
+  // Only once nothing of the child can write it any more and it was copied back.
+  if (process.settled && process.tree_gone) process.profile.remove();
+}
+
+void Supervisor::sync_profile(Process& process, bool final) {
+  const CopyBack outcome = process.profile.sync(final);
+  const std::string& name = process.name;
+  switch (outcome) {
+    case CopyBack::written:
+      spdlog::info("child {}: its refreshed cookies are copied back to {}", name, process.profile.source().string());
+      break;
+    case CopyBack::operator_changed:
+      if (!process.operator_change_reported) {
+        process.operator_change_reported = true;
+        spdlog::warn(
+            "child {}: {} was changed by someone else; the child's refreshed cookies stay in its working "
+            "copy (a reload restarts it with the new file)",
+            name, process.profile.source().string());
+      }
+      break;
+    case CopyBack::half_written:
+      if (final) spdlog::warn("child {}: its last cookie save is not a whole JSON object; not copied back", name);
+      break;
+    case CopyBack::failed:
+      if (final || !process.copy_failure_reported) {
+        process.copy_failure_reported = true;  // once while it runs
+        spdlog::error("child {}: its refreshed cookies could not be copied back to {}", name,
+                      process.profile.source().string());
+      }
+      break;
+    case CopyBack::unchanged:
+      break;
+  }
 }
 
 void Supervisor::after_exit(std::size_t index, bool failure, const std::string& reason) {
@@ -459,7 +777,8 @@ std::string Supervisor::restart(std::size_t index) {
     schedule_start(index, Clock::duration::zero());
     return {};
   }
-  if (state == ChildState::retired || state == ChildState::exited || state == ChildState::failed) {
+  if (state == ChildState::retired || state == ChildState::exited || state == ChildState::failed ||
+      state == ChildState::needs_relogin) {
     slot.consecutive_failures = 0;
     slot.retire_when_stopped = false;
     history_.erase(registry_.at(index).name);
@@ -512,17 +831,29 @@ std::string Supervisor::reload(const std::vector<Profile>& profiles) {
     };
     return in(waiting_) || in(parked_);
   };
-  // Removed profiles: their slots drain and stop; changed ones restart.
+  // Removed profiles: their slots drain and stop. Changed ones restart: a
+  // change is one the coordinator did not make (a child's own cookie
+  // refresh, copied back, is not one); a logged-out child starts again.
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     const Child& child = registry_.at(i);
     if (child.state == ChildState::retired || child.state == ChildState::draining) continue;
+    const auto& process = slots_[i].process;
     if (!listed(child.name)) {
       spdlog::info("reload: profile {} was removed; draining its child", child.name);
       drain(i);
       ++removed;
-    } else if (slots_[i].process && slots_[i].process->running &&
-               profile_stamp(child.profile) != slots_[i].profile_stamp) {
-      spdlog::info("reload: profile {} changed; restarting its child", child.name);
+      continue;
+    }
+    const bool ran_this_profile = process && process->profile.source() == child.profile;
+    if (!ran_this_profile) continue;
+    if (process->running) sync_profile(*process, /*final=*/false);  // a pending refresh is not a change
+    if (!process->profile.changed_by_operator()) continue;
+    if (process->running) {
+      spdlog::info("reload: profile {} was changed; restarting its child", child.name);
+      restart(i);
+      ++restarted;
+    } else if (child.state == ChildState::needs_relogin) {
+      spdlog::info("reload: profile {} was replaced; starting its logged-out child again", child.name);
       restart(i);
       ++restarted;
     }
@@ -562,13 +893,12 @@ std::string Supervisor::reload(const std::vector<Profile>& profiles) {
 }
 
 void Supervisor::recycle(std::size_t index, const std::string& reason) {
+  recycle_with(index, ChildEvent::recycled, reason);
+}
+
+void Supervisor::recycle_with(std::size_t index, ChildEvent event, const std::string& reason) {
   if (stopping_) return;
-  const Child& child = registry_.at(index);
-  if (child.state == ChildState::starting) {
-    registry_.apply(index, ChildEvent::ready_timeout, reason, Clock::now());
-  } else {
-    registry_.apply(index, ChildEvent::health_failed, reason, Clock::now());
-  }
+  registry_.apply(index, event, reason, Clock::now());
   stop_process(index, /*failure=*/true, reason);
 }
 
@@ -580,6 +910,8 @@ void Supervisor::stop_process(std::size_t index, bool failure, const std::string
   slot.stop_reason = reason;
   const pid_t pgid = slot.process->pgid;
   spdlog::warn("stopping child {} (pid {}): {}", registry_.at(index).name, pgid, reason);
+  // The launcher's group first: the child's own clean stop saves its cookies
+  // and closes its browser; what it leaves goes once it has exited.
   ::kill(-pgid, SIGTERM);
   auto escalate = [](std::weak_ptr<Process> weak, pid_t group, Clock::duration grace) -> awaitable<void> {
     net::steady_timer timer(co_await net::this_coro::executor);
@@ -587,8 +919,9 @@ void Supervisor::stop_process(std::size_t index, bool failure, const std::string
     co_await timer.async_wait(net::use_awaitable);
     const auto process = weak.lock();
     if (process && process->running && group_alive(group)) {
-      spdlog::warn("child process group {} ignored SIGTERM: SIGKILL", group);
-      ::kill(-group, SIGKILL);
+      spdlog::warn("child process group {} still running {:.0f} s after SIGTERM: SIGKILL", group,
+                   std::chrono::duration<double>(grace).count());
+      ::kill(-group, SIGKILL);  // the exit then takes the rest of the tree
     }
   };
   net::co_spawn(io_, escalate(slot.process, pgid, to_duration(config_.child_stop_timeout)),
@@ -600,6 +933,10 @@ awaitable<void> Supervisor::monitor() {
   const auto tick = to_duration(std::clamp(config_.health_interval / 4, 0.05, 1.0));
   while (!stopping_) {
     const auto now = Clock::now();
+    if (now - last_tree_scan_ >= kTreeScanInterval) {
+      last_tree_scan_ = now;
+      refresh_trees();
+    }
     for (std::size_t i = 0; i < slots_.size(); ++i) check_slot(i, now);
     if ((config_.max_child_rss > 0 || config_.max_child_age > 0) &&
         now - last_limit_check_ >= to_duration(config_.health_interval)) {
@@ -612,6 +949,33 @@ awaitable<void> Supervisor::monitor() {
   }
 }
 
+void Supervisor::refresh_trees() {
+  // One scan for every tree: members are remembered, so a process that leaves
+  // the tree's groups and loses its parent (re-parented to this subreaper or
+  // to init) is still known, and the guard learns the ones without a marker.
+  bool any = false;
+  for (const auto& slot : slots_) any = any || (slot.process && slot.process->running);
+  if (!any) return;
+  const std::vector<ProcInfo> snapshot = scan_processes(&markers_);
+  for (auto& slot : slots_) {
+    if (!slot.process || !slot.process->running) continue;
+    Process& process = *slot.process;
+    const auto members = select_tree(snapshot, tree_query(process));
+    process.tree_rss = resident_bytes(members);
+    std::vector<ProcId> current;
+    for (const ProcInfo& member : members) {
+      const ProcId id{member.stat.pid, member.stat.start_time};
+      current.push_back(id);
+      const bool seen = std::find(process.members.begin(), process.members.end(), id) != process.members.end();
+      if (!seen && member.tree != process.tree) guard_.watch_process(id);
+    }
+    for (const ProcId& id : process.members) {
+      if (std::find(current.begin(), current.end(), id) == current.end()) guard_.forget_process(id);
+    }
+    process.members = std::move(current);
+  }
+}
+
 void Supervisor::check_slot(std::size_t index, Clock::time_point now) {
   Slot& slot = slots_.at(index);
   const Child& child = registry_.at(index);
@@ -619,11 +983,17 @@ void Supervisor::check_slot(std::size_t index, Clock::time_point now) {
   if (is_serving(child.state) && now - child.serving_since >= to_duration(config_.backoff_reset_after)) {
     slot.consecutive_failures = 0;
   }
-  if (!running || slot.stop_requested) return;
+  if (!running) return;
+  sync_profile(*slot.process, /*final=*/false);
+  if (slot.stop_requested) return;
+  if (slot.process->logged_out && now - slot.process->logged_out_at >= kLoggedOutGrace) {
+    stop_process(index, /*failure=*/false, "logged out, and still running");
+    return;
+  }
   if (child.state == ChildState::starting && now - child.started_at >= to_duration(config_.ready_timeout)) {
     spdlog::error("child {} not ready after {:.1f} s ({})", child.name, config_.ready_timeout,
                   child.last_error.empty() ? "no answer" : child.last_error);
-    recycle(index, "not ready within --ready-timeout");
+    recycle_with(index, ChildEvent::ready_timeout, "not ready within --ready-timeout");
     return;
   }
   if (child.state == ChildState::unhealthy && now - child.state_since >= to_duration(config_.unhealthy_restart_after)) {
@@ -650,8 +1020,11 @@ void Supervisor::maybe_recycle_for_limits(Clock::time_point now) {
     if (config_.max_child_age > 0 && now - child.started_at >= to_duration(config_.max_child_age)) {
       reason = "older than --max-child-age";
     } else if (config_.max_child_rss > 0) {
-      const auto rss = process_group_rss(slot.process->pgid);
-      if (rss > config_.max_child_rss) reason = "uses " + std::to_string(rss >> 20) + " MiB, over --max-child-rss";
+      // The whole tree (at the last scan): the browser and Firefox hold most of it, outside the launcher's group.
+      const auto rss = slot.process->tree_rss;
+      if (rss > config_.max_child_rss) {
+        reason = "its process tree uses " + std::to_string(rss >> 20) + " MiB, over --max-child-rss";
+      }
     }
     if (reason.empty()) continue;
     spdlog::warn("draining child {}: {}", child.name, reason);
@@ -670,31 +1043,25 @@ awaitable<void> Supervisor::stop_all(Clock::duration timeout) {
     registry_.apply(i, ChildEvent::drain, {}, now);
     const auto& process = slots_[i].process;
     if (!process) continue;
-    if (process->running || group_alive(process->pgid)) {
+    if (process->running) {
       ::kill(-process->pgid, SIGTERM);
       groups.push_back(process->pgid);
     }
   }
   if (!groups.empty()) spdlog::info("stopping {} child process group(s)", groups.size());
   net::steady_timer timer(io_);
-  const auto deadline = Clock::now() + timeout;
-  auto anything_left = [&] {
+  auto launcher_running = [&] {
     for (const auto& slot : slots_) {
       if (slot.process && slot.process->running) return true;
     }
-    for (pid_t pgid : groups) {
-      if (group_alive(pgid)) return true;
-    }
     return false;
   };
-  while (anything_left() && Clock::now() < deadline) {
-    timer.expires_after(std::chrono::milliseconds(50));
-    co_await timer.async_wait(net::use_awaitable);
-  }
+  const auto deadline = Clock::now() + timeout;
+  while (launcher_running() && Clock::now() < deadline) co_await pause(timer, std::chrono::milliseconds(50));
   bool killed = false;
-  for (pid_t pgid : groups) {
-    if (group_alive(pgid)) {
-      ::kill(-pgid, SIGKILL);
+  for (const auto& slot : slots_) {
+    if (slot.process && slot.process->running && group_alive(slot.process->pgid)) {
+      ::kill(-slot.process->pgid, SIGKILL);
       killed = true;
     }
   }
@@ -702,12 +1069,45 @@ awaitable<void> Supervisor::stop_all(Clock::duration timeout) {
     spdlog::warn("child process groups still alive after {:.0f} s: sent SIGKILL",
                  std::chrono::duration<double>(timeout).count());
   }
-  // Let the exit notifications of SIGKILLed children arrive (bounded).
-  for (int i = 0; i < 40 && anything_left(); ++i) {
-    timer.expires_after(std::chrono::milliseconds(50));
-    co_await timer.async_wait(net::use_awaitable);
+  // Each exit cleans up its own tree and copies its last cookies back (bounded).
+  auto all_settled = [&] {
+    for (const auto& slot : slots_) {
+      if (slot.process && (slot.process->running || !slot.process->settled || !slot.process->tree_gone)) return false;
+    }
+    return true;
+  };
+  const auto settle_deadline = Clock::now() + kOutputDrain + kTreeTermGrace + kTreeKillTime + std::chrono::seconds(2);
+  while (!all_settled() && Clock::now() < settle_deadline) co_await pause(timer, std::chrono::milliseconds(50));
+  // Last sweep: anything still marked with this fleet, and any orphan
+  // re-parented to this subreaper, whoever started it.
+  TreeQuery everything;
+  everything.marker = fleet_;
+  everything.exclude = {::getpid()};
+  if (guard_.pid() > 0) everything.exclude.push_back(guard_.pid());
+  for (const auto& slot : slots_) {
+    if (slot.process)
+      everything.known.insert(everything.known.end(), slot.process->members.begin(), slot.process->members.end());
   }
-  for (pid_t pgid : groups) guard_.forget_group(pgid);
+  for (int round = 0; round < 20; ++round) {
+    const auto snapshot = scan_processes(&markers_);
+    auto left = select_tree(snapshot, everything);
+    for (const ProcInfo& info : snapshot) {
+      if (info.stat.ppid == ::getpid() && info.stat.pid != guard_.pid() && !info.gone() && !manages(info.stat.pid)) {
+        left.push_back(info);
+      }
+    }
+    if (left.empty()) break;
+    if (round == 0) spdlog::warn("SIGKILL to {} leftover process(es): {}", left.size(), describe(left));
+    signal_each(left, SIGKILL);
+    co_await pause(timer, std::chrono::milliseconds(50));
+  }
+  for (auto& slot : slots_) {
+    if (!slot.process) continue;
+    guard_.forget_group(slot.process->pgid);
+    slot.process->profile.remove();
+  }
+  std::error_code ec;
+  if (!fleet_dir_.empty()) fs::remove_all(fleet_dir_, ec);
 }
 
 }  // namespace coordinator

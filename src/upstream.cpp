@@ -78,7 +78,8 @@ void UpstreamPool::give_back(std::size_t child, beast::tcp_stream stream) {
 
 awaitable<std::optional<SimpleResponse>> simple_request(std::string host, int port, http::verb method,
                                                         std::string target, std::string body, Clock::duration timeout,
-                                                        std::string& error) {
+                                                        std::string& error,
+                                                        std::vector<std::pair<std::string, std::string>> headers) {
   const auto deadline = Clock::now() + timeout;
   error_code ec;
   auto stream = co_await connect_to_child(host, port, timeout, ec);
@@ -89,6 +90,7 @@ awaitable<std::optional<SimpleResponse>> simple_request(std::string host, int po
   http::request<http::string_body> request{method, target, 11};
   request.set(http::field::host, host + ":" + std::to_string(port));
   request.set(http::field::user_agent, "coordinator");
+  for (const auto& [name, value] : headers) request.set(name, value);
   if (method == http::verb::post) {
     request.set(http::field::content_type, "application/json");
     request.body() = std::move(body);

@@ -5,9 +5,24 @@ data "aws_region" "current" {}
 data "aws_partition" "current" {}
 
 locals {
-  # The only port of the coordinator. Children listen on 127.0.0.1 (API 3100+i,
-  # stream 3200+i, Camoufox debug 9222+i) and are never opened in a security group.
+  # The only port of the coordinator. The real child listens on every address (API
+  # 3100+i on 0.0.0.0, Camoufox debug 9222+i on all IPv4/IPv6 addresses; stream 3200+i on
+  # 127.0.0.1) and serves its keys without a check (docs/real-child.md): those ports are
+  # never opened in a security group, and binary mode adds a host firewall.
   coordinator_port = 2048
+
+  # The children's layout (child i: base + i*step), as the coordinator reads it from
+  # BASE_API_PORT, BASE_STREAM_PORT, BASE_CAMOUFOX_PORT and PORT_STEP in
+  # coordinator_environment, with its defaults otherwise. The host firewall (binary mode)
+  # drops non-loopback traffic to firewall_children children's worth of each range.
+  child_port_step = tonumber(lookup(var.coordinator_environment, "PORT_STEP", "1"))
+  child_port_bases = {
+    api    = tonumber(lookup(var.coordinator_environment, "BASE_API_PORT", "3100"))
+    stream = tonumber(lookup(var.coordinator_environment, "BASE_STREAM_PORT", "3200"))
+    debug  = tonumber(lookup(var.coordinator_environment, "BASE_CAMOUFOX_PORT", "9222"))
+  }
+  firewall_children = 100
+  child_port_ranges = { for kind, base in local.child_port_bases : kind => "${base}-${base + local.firewall_children * local.child_port_step - 1}" }
 
   region          = data.aws_region.current.id
   partition       = data.aws_partition.current.partition
@@ -15,9 +30,10 @@ locals {
   # ARN of everything below the prefix (the whole bucket when the prefix is empty).
   profiles_objects_arn = local.profiles_prefix == "" ? "arn:${local.partition}:s3:::${var.profiles_bucket}/*" : "arn:${local.partition}:s3:::${var.profiles_bucket}/${local.profiles_prefix}/*"
 
-  # docker stop / systemd stop timeout: the coordinator's grace, 10 s for the
-  # children between SIGTERM and SIGKILL, 10 s of margin.
-  stop_timeout = var.shutdown_grace_seconds + 20
+  # docker stop / systemd stop timeout: the coordinator's grace, 30 s for the
+  # children between SIGTERM and SIGKILL (--child-stop-timeout: the real child saves
+  # its cookies and closes its browser first), 10 s of margin.
+  stop_timeout = var.shutdown_grace_seconds + 40
 
   ami_parameter = {
     image  = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${var.architecture}"
@@ -176,7 +192,10 @@ locals {
     [Service]
     ExecStartPre=-/usr/bin/docker rm -f coordinator
     ExecStartPre=-/usr/local/sbin/coordinator-pull $IMAGE $REGION
-    ExecStart=/usr/bin/docker run --rm --name coordinator --env-file /etc/coordinator/coordinator.env -p $PORT:2048 -v /var/log/coordinator:/app/logs --tmpfs /app/profile-cache:uid=$APP_UID,gid=$APP_UID,mode=0700,size=64m --shm-size 1g --ulimit nofile=65536:65536 --stop-signal SIGTERM --stop-timeout $STOP_TIMEOUT --log-driver awslogs --log-opt awslogs-region=$REGION --log-opt awslogs-group=$LOG_GROUP --log-opt awslogs-stream=$INSTANCE_ID $IMAGE
+    # The children listen on every address of the container: on its own network with
+    # inter-container traffic off, only the published 2048 leaves the host's bridge.
+    ExecStartPre=-/usr/bin/docker network create --driver bridge --opt com.docker.network.bridge.enable_icc=false coordinator
+    ExecStart=/usr/bin/docker run --rm --name coordinator --network coordinator --env-file /etc/coordinator/coordinator.env -p $PORT:2048 -v /var/log/coordinator:/app/logs --tmpfs /app/profile-cache:uid=$APP_UID,gid=$APP_UID,mode=0700,size=64m --shm-size 1g --ulimit nofile=65536:65536 --stop-signal SIGTERM --stop-timeout $STOP_TIMEOUT --log-driver awslogs --log-opt awslogs-region=$REGION --log-opt awslogs-group=$LOG_GROUP --log-opt awslogs-stream=$INSTANCE_ID $IMAGE
     ExecStop=/usr/bin/docker stop --time $STOP_TIMEOUT coordinator
     TimeoutStopSec=$((STOP_TIMEOUT + 15))
     Restart=always
@@ -190,11 +209,59 @@ locals {
       install_liveness coordinator-container.service
     }
 
+    # Binary mode runs the children on the host, where they listen on every address: drop
+    # non-loopback traffic to their ports (deploy/systemd/coordinator-children.nft and
+    # coordinator-firewall.service, with this module's port ranges), IPv4 and IPv6,
+    # before the coordinator starts.
+    install_children_firewall() {
+      cat >/etc/coordinator/children.nft <<'NFT'
+    #!/usr/sbin/nft -f
+    # Written by deploy/terraform: deploy/systemd/coordinator-children.nft with this
+    # module's ranges. Only loopback reaches the children's ports.
+    define child_api_ports = ${local.child_port_ranges.api}
+    define child_stream_ports = ${local.child_port_ranges.stream}
+    define child_debug_ports = ${local.child_port_ranges.debug}
+
+    table inet coordinator_children
+    delete table inet coordinator_children
+
+    table inet coordinator_children {
+        chain input {
+            type filter hook input priority filter; policy accept;
+            iifname "lo" accept
+            tcp dport { $child_api_ports, $child_stream_ports, $child_debug_ports } counter drop
+        }
+    }
+    NFT
+      chmod 0644 /etc/coordinator/children.nft
+      nft -c -f /etc/coordinator/children.nft
+      cat >/etc/systemd/system/coordinator-firewall.service <<'UNIT'
+    [Unit]
+    Description=coordinator: children's ports reachable over loopback only (nftables)
+    Documentation=man:nft(8)
+    After=nftables.service
+    PartOf=nftables.service
+    Before=coordinator.service
+
+    [Service]
+    Type=oneshot
+    RemainAfterExit=yes
+    ExecStart=/usr/sbin/nft -f /etc/coordinator/children.nft
+    ExecReload=/usr/sbin/nft -f /etc/coordinator/children.nft
+    ExecStop=/usr/sbin/nft delete table inet coordinator_children
+
+    [Install]
+    WantedBy=multi-user.target coordinator.service
+    UNIT
+      systemctl daemon-reload
+      systemctl enable --now coordinator-firewall.service
+    }
+
     install_binary_mode() {
       export DEBIAN_FRONTEND=noninteractive
       apt-get update
       apt-get install -y --no-install-recommends \
-        python3 python3-venv git ca-certificates curl lsof procps awscli \
+        python3 python3-venv git ca-certificates curl lsof procps awscli nftables \
         libspdlog1.10 libfmt9 libboost-filesystem1.74.0 \
         libgtk-3-0 libdbus-glib-1-2 libx11-xcb1 libxt6 libxcomposite1 libxdamage1 \
         libxrandr2 libxtst6 libxss1 libxkbcommon0 libasound2 libpci3 libnss3 libnspr4 \
@@ -265,6 +332,7 @@ locals {
     TimeoutStopSec=$((STOP_TIMEOUT + 15))
     DROPIN
       rm -rf "$work"
+      install_children_firewall
       systemctl daemon-reload
       systemctl enable --now coordinator.service
       install_liveness coordinator.service
@@ -598,6 +666,10 @@ resource "aws_launch_template" "coordinator" {
     precondition {
       condition     = var.install_mode != "binary" || var.binary_bundle_s3_uri != null
       error_message = "install_mode = \"binary\" needs var.binary_bundle_s3_uri."
+    }
+    precondition {
+      condition     = alltrue([for base in values(local.child_port_bases) : local.coordinator_port < base || local.coordinator_port > base + local.firewall_children * local.child_port_step - 1])
+      error_message = "The children's port ranges (BASE_*_PORT, PORT_STEP in coordinator_environment) must not cover the coordinator's port 2048."
     }
   }
 }

@@ -77,7 +77,7 @@ variable "deregistration_delay" {
 }
 
 variable "shutdown_grace_seconds" {
-  description = "Passed as --shutdown-grace: seconds the coordinator lets in-flight requests finish after SIGTERM before it stops the children. The container/systemd stop timeout is this + 20 s."
+  description = "Passed as --shutdown-grace: seconds the coordinator lets in-flight requests finish after SIGTERM before it stops the children. The container stop timeout is this + 40 s (30 s for the children to save their cookies and close their browsers, 10 s of margin), the systemd one 15 s more."
   type        = number
   default     = 10
 
@@ -227,7 +227,7 @@ variable "extra_coordinator_args" {
 }
 
 variable "coordinator_environment" {
-  description = "Extra environment variables for the coordinator and its children (e.g. COORDINATOR_* settings). Values must be single-line."
+  description = "Extra environment variables for the coordinator and its children (e.g. COORDINATOR_* settings). Values must be single-line. BASE_API_PORT, BASE_STREAM_PORT, BASE_CAMOUFOX_PORT and PORT_STEP also set the ranges of the host firewall (binary mode)."
   type        = map(string)
   default     = {}
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -15,17 +16,24 @@ using Clock = std::chrono::steady_clock;
 
 // Every state a child (one slot of the fleet) can be in.
 enum class ChildState {
-  starting,   // process spawned (or upstream attached), not yet healthy
-  ready,      // healthy, with a free request slot
-  busy,       // healthy, every request slot taken
-  unhealthy,  // failed a health check or a forwarded request
-  cooling,    // out of rotation until a deadline: rate limited (429) or ejected (a run of 5xx answers)
-  exited,     // the process is gone; a restart decision is pending
-  backoff,    // waiting to be restarted
-  failed,     // parked after too many failures: not restarted
-  draining,   // takes no new requests; stopped once the in-flight ones finish
-  retired,    // stopped on purpose and not coming back (shutdown, profile removed)
+  starting,       // process spawned (or upstream attached), not yet healthy
+  ready,          // healthy, with a free request slot
+  busy,           // healthy, every request slot taken
+  unhealthy,      // failed a health check or a forwarded request
+  cooling,        // out of rotation until a deadline: rate limited (429) or ejected (a run of 5xx answers)
+  exited,         // the process is gone; a restart decision is pending
+  backoff,        // waiting to be restarted
+  failed,         // parked after too many failures: not restarted
+  draining,       // takes no new requests; stopped once the in-flight ones finish
+  retired,        // stopped on purpose and not coming back (shutdown, profile removed)
+  needs_relogin,  // its account is logged out: not restarted until its profile file is replaced
 };
+
+// Every state, in declaration order (for /metrics and the tests).
+inline constexpr std::array<ChildState, 11> kChildStates{
+    ChildState::starting, ChildState::ready,   ChildState::busy,         ChildState::unhealthy,
+    ChildState::cooling,  ChildState::exited,  ChildState::backoff,      ChildState::failed,
+    ChildState::draining, ChildState::retired, ChildState::needs_relogin};
 
 // What can happen to a child. The registry feeds these to `next_state`.
 enum class ChildEvent {
@@ -44,6 +52,9 @@ enum class ChildEvent {
   ready_timeout,  // never became ready within --ready-timeout
   undrain,        // an operator takes back a drain
   ejected,        // answered a run of 5xx errors: out of rotation for a while
+  quota_signal,   // its account is out of quota (530, an in-stream quota error)
+  recycled,       // the supervisor stops a running child to start it again (stall, unhealthy too long)
+  logged_out,     // the child said its account is logged out, and its process is gone
 };
 
 std::string_view to_string(ChildState state);
@@ -82,6 +93,7 @@ struct Child {
   std::uint64_t restarts = 0;
   std::uint64_t health_failures = 0;
   std::uint64_t cooldowns = 0;
+  std::uint64_t quota_cooldowns = 0;  // cooled down after a quota signal
   std::uint64_t ejections = 0;
   std::uint64_t consecutive_server_errors = 0;  // 5xx answers relayed in a row
   std::uint64_t ejection_streak = 0;            // ejections with no good answer between them

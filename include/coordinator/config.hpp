@@ -19,6 +19,10 @@ std::chrono::steady_clock::duration to_duration(double seconds);
 
 enum class Balance { least_busy, round_robin };
 
+// How the children's browsers run: the launcher's --headless, --debug (a
+// visible window) or --virtual-display (a headless browser in Xvfb).
+enum class BrowserMode { headless, headful, virtual_display };
+
 // A child the coordinator did not spawn (--upstream [NAME=]http://HOST:PORT).
 struct Upstream {
   std::string name;
@@ -45,10 +49,11 @@ struct Config {
   int base_camoufox_port = 9222;
   int port_step = 1;
   std::filesystem::path log_dir = "logs/coordinator";
-  bool headless = true;
+  BrowserMode browser_mode = BrowserMode::headless;
+  std::filesystem::path runtime_dir = "runtime/coordinator";  // the children's working copies of their profiles
 
   double shutdown_grace = 10;
-  double ready_timeout = 60;
+  double ready_timeout = 180;  // a real browser and its page take tens of seconds
   double health_interval = 5;
   double health_timeout = 5;
   double connect_timeout = 5;
@@ -58,7 +63,7 @@ struct Config {
   double header_timeout = 10;
   double keep_alive_timeout = 75;
   double cancel_timeout = 10;
-  double child_stop_timeout = 10;
+  double child_stop_timeout = 30;  // the real child saves cookies and closes its browser first
   double client_send_timeout = 60;
   std::uint64_t max_body = 20ull * 1024 * 1024;
 
@@ -72,6 +77,7 @@ struct Config {
   std::uint64_t max_child_rss = 0;  // bytes, 0 = off
   double max_child_age = 0;         // seconds, 0 = off
   double cooldown = 60;
+  double quota_cooldown = 3600;   // after a quota signal (530, an in-stream quota error) without Retry-After
   std::uint64_t eject_after = 5;  // server errors in a row before a child is ejected; 0 = off
   double eject_time = 30;         // first ejection; doubles per ejection in a row, up to 10x
   std::size_t pool_size = 0;      // 0 = every profile

@@ -58,6 +58,11 @@ class HttpServer {
   void stop_accepting();
   std::size_t requests_in_flight() const { return requests_in_flight_; }
   void close_all_connections();
+  // A child's log showed a quota hit: cool it down, send its unserved attempts elsewhere.
+  void note_child_quota(std::size_t child) {
+    report_quota_from_child_log(forward_, io_.get_executor(), child,
+                                "out of quota (its log: GLOBAL ALERT: Quota Exceeded!)");
+  }
 
  private:
   struct Session {
@@ -87,6 +92,7 @@ class HttpServer {
   const Config& config_;
   Registry& registry_;
   ServerServices services_;
+  ActiveRelays active_relays_;  // declared before forward_, which points at it
   ForwardContext forward_;
   tcp::acceptor acceptor_;
   bool accepting_ = false;

@@ -32,10 +32,6 @@ bool connection_lists(std::string_view connection_value, std::string_view field_
 // A req_id as the children use it: 1-128 of [A-Za-z0-9_-].
 bool is_valid_req_id(std::string_view req_id);
 
-// Finds the child's req_id in streamed bytes: the first `"id":"chatcmpl-{req_id}-...`.
-// Returns nothing when the id is absent or does not have that shape.
-std::optional<std::string> extract_req_id(std::string_view sse_bytes);
-
 bool iequals(std::string_view a, std::string_view b);
 
 // A first look at a request's raw header block, before Beast parses it, for

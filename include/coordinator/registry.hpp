@@ -44,6 +44,9 @@ class Registry {
                      Clock::time_point now);
   bool report_forward_failure(std::size_t index, std::string_view error, Clock::time_point now);
   bool report_rate_limited(std::size_t index, Clock::time_point until, Clock::time_point now);
+  // A quota signal (a 530, an in-stream quota or auth-rotation error): the
+  // account is spent, so the child cools down until `until`.
+  bool report_quota_exhausted(std::size_t index, Clock::time_point until, std::string_view why, Clock::time_point now);
   // The status of an answer the child gave a client. Returns the end of the
   // ejection when this answer got the child ejected (state cooling). The last
   // serving child is never ejected: that would only turn its errors into 503s.
@@ -56,6 +59,10 @@ class Registry {
   void assign_profile(std::size_t index, std::string name, std::filesystem::path profile);
   void set_retire_on_exit(std::size_t index, bool retire) { children_.at(index).retire_on_exit = retire; }
   void count_restart(std::size_t index) { ++children_.at(index).restarts; }
+  // Records why a child is not running without a change of state (a start that could not happen).
+  void note_error(std::size_t index, std::string_view reason) {
+    children_.at(index).last_error = std::string(reason.substr(0, 200));
+  }
 
   // Request slots. A child has a free slot while it is ready, below
   // max_in_flight and its own queue (/health details.queueLength) is empty.

@@ -1,50 +1,82 @@
 #pragma once
 
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "coordinator/asio.hpp"
 #include "coordinator/config.hpp"
 #include "coordinator/lifecycle.hpp"
 #include "coordinator/orphan_guard.hpp"
+#include "coordinator/process_tree.hpp"
 #include "coordinator/profiles.hpp"
 #include "coordinator/registry.hpp"
+#include "coordinator/working_profile.hpp"
 
 namespace coordinator {
 
-// The argv a child is started with, interpreter first.
-std::vector<std::string> child_command(const Config& config, const std::string& python, const Child& child);
+// The argv a child is started with, interpreter first; `profile` is the file
+// given as --active-auth-json (the child's working copy of its profile).
+std::vector<std::string> child_command(const Config& config, const std::string& python, const Child& child,
+                                       const std::filesystem::path& profile);
 
 // True when a TCP port can be bound on every address (nothing listens on it).
 bool port_is_free(int port);
 
 // A child's environment ("KEY=VALUE" entries): `inherited` with `overrides`
-// replacing or adding variables.
+// replacing or adding variables (a later override of the same key wins).
 std::vector<std::string> child_environment(const char* const* inherited,
                                            const std::vector<std::pair<std::string, std::string>>& overrides);
 
-// Resident memory of every process in a process group, in bytes (from /proc).
-std::uint64_t process_group_rss(int pgid);
+// What the real child's config/settings.py reads, set out of its way: its
+// own account rotation off (the coordinator decides which account runs
+// where), its token limits out of reach (with rotation off, the soft limit
+// makes its worker loop forever and the hard limit fakes a quota error), and
+// no wait for a login typed at a terminal nobody watches. A switch the
+// coordinator's environment `inherited` sets already is left to it (the
+// operator's word; prepare() warns).
+std::vector<std::pair<std::string, std::string>> child_variables(const char* const* inherited);
+inline constexpr std::string_view kOutOfReachTokens = "1000000000000000000";
+
+// Where this run's working copies of the profiles go: {runtime-dir}/{fleet}.
+std::filesystem::path working_copies_folder(const Config& config, std::string_view fleet);
+
+// True for the line the real child prints when its account is logged out
+// (browser_utils/initialization/core.py): in headless mode it exits at once;
+// in the other modes it gives up after waiting for a login in the window.
+bool child_reports_logged_out(std::string_view line);
+
+// True for the line the real child logs each time its account hits a quota
+// (config/global_state.py set_quota_exceeded), streamed or not.
+bool child_reports_quota(std::string_view line);
+
+// A child's own working folder, kept across its restarts: {runtime-dir}/children/{name}.
+std::filesystem::path child_work_dir(const Config& config, std::string_view name);
 
 // Runs the children like a process supervisor: starts them (staggered), writes
 // their output to `{log-dir}/{name}.log`, notices exits at once, restarts with
 // exponential backoff, parks profiles that keep failing, rotates queued
 // profiles into a slot whose child failed, recycles stuck or oversized
-// children, and stops them all on shutdown. Runs on the I/O thread only.
+// children, keeps each child's working copy of its profile in step with the
+// operator's file, and stops every process of every child's tree on
+// shutdown. Runs on the I/O thread only.
 class Supervisor {
  public:
   Supervisor(net::io_context& io, const Config& config, Registry& registry, OrphanGuard& guard,
-             std::deque<Profile> waiting_profiles);
+             std::deque<Profile> waiting_profiles, std::string fleet);
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
-  // Resolves the interpreter and launcher once; returns a one-line error if unusable.
+  // Resolves the interpreter and launcher once, makes the log and runtime
+  // folders; returns a one-line error if unusable.
   std::string prepare();
   // Schedules every slot's first start (--start-stagger apart) and the monitor.
   void start();
@@ -57,15 +89,18 @@ class Supervisor {
   std::string drain(std::size_t slot);    // no new requests; stop when idle; stays stopped
   std::string undrain(std::size_t slot);  // back into service
   // Live reload: new profiles get a slot (or a place in the queue), removed
-  // ones are drained and stopped, changed ones restarted. Returns a summary.
+  // ones are drained and stopped, ones an operator changed restarted (a
+  // child's own cookie refresh is not a change). Returns a summary.
   std::string reload(const std::vector<Profile>& profiles);
   // Called with the index of each slot added by a reload (to health-check it).
   void on_slot_added(std::function<void(std::size_t)> listener) { slot_added_ = std::move(listener); }
-  // Queued and parked profiles, as JSON fields for /ready.
+  // Called with a slot whose child's log showed a quota hit (child_reports_quota).
+  void on_quota_signal(std::function<void(std::size_t)> listener) { quota_listener_ = std::move(listener); }
+  // Queued, parked and logged-out profiles, as JSON fields for /ready.
   std::string fleet_json() const;
 
   // SIGTERM to every child's process group, SIGKILL to what is left after
-  // `timeout`; completes when every group is gone.
+  // `timeout`, then whatever is left of every tree; completes when all is gone.
   awaitable<void> stop_all(Clock::duration timeout);
 
  private:
@@ -74,38 +109,52 @@ class Supervisor {
     std::shared_ptr<Process> process;
     unsigned consecutive_failures = 0;
     unsigned generation = 0;  // invalidates scheduled starts
+    unsigned spawns = 0;      // the tree marker's last part
     bool started_once = false;
     bool stop_requested = false;
     bool stop_is_failure = false;
     bool retire_when_stopped = false;  // drained by an operator or a reload: do not restart
     std::string stop_reason;
-    std::string profile_stamp;  // size and mtime of the profile when started
   };
 
+  // Copies one output stream of a child (stderr or stdout) into its log, a line at a time.
+  static awaitable<void> pump_output(std::shared_ptr<Process> process, bool from_stderr);
   void schedule_start(std::size_t slot, Clock::duration delay);
   awaitable<void> start_when_due(std::size_t slot, unsigned generation, Clock::time_point at);
   void spawn(std::size_t slot);
   void on_exit(std::size_t slot, const std::shared_ptr<Process>& process, int native_status);
+  awaitable<void> settle_exit(std::size_t slot, std::shared_ptr<Process> process, std::string how);
+  awaitable<void> clean_up_tree(std::shared_ptr<Process> process);
   void after_exit(std::size_t slot, bool failure, const std::string& reason);
   void stop_process(std::size_t slot, bool failure, const std::string& reason);
+  void recycle_with(std::size_t slot, ChildEvent event, const std::string& reason);
   awaitable<void> monitor();
   void check_slot(std::size_t slot, Clock::time_point now);
+  void sync_profile(Process& process, bool final);
+  void refresh_trees();
   void maybe_recycle_for_limits(Clock::time_point now);
+  TreeQuery tree_query(const Process& process) const;
+  void discard_working_copy(Process& process);
 
   net::io_context& io_;
   const Config& config_;
   Registry& registry_;
   OrphanGuard& guard_;
+  std::string fleet_;
+  std::filesystem::path fleet_dir_;  // {runtime-dir}/{fleet}: this run's working copies
   std::string python_;
   std::string launcher_;
   std::string launcher_dir_;
   std::deque<Slot> slots_;
   std::function<void(std::size_t)> slot_added_;
+  std::function<void(std::size_t)> quota_listener_;
   std::deque<Profile> waiting_;
   std::vector<Profile> parked_;
   std::unordered_map<std::string, FailureHistory> history_;
   Clock::time_point next_start_at_{};
   Clock::time_point last_limit_check_{};
+  Clock::time_point last_tree_scan_{};
+  MarkerCache markers_;  // each process's environment is read once
   bool stopping_ = false;
   std::mt19937 random_{std::random_device{}()};
 };

@@ -3,6 +3,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "coordinator/asio.hpp"
@@ -40,13 +41,15 @@ class UpstreamPool {
 };
 
 // A whole small exchange with a child on a fresh connection, bounded by
-// `timeout` overall: health checks and cancels.
+// `timeout` overall: health checks and cancels. `headers` are added to the
+// request (a cancel carries the client's credentials).
 struct SimpleResponse {
   unsigned status = 0;
   std::string body;
 };
 awaitable<std::optional<SimpleResponse>> simple_request(std::string host, int port, http::verb method,
                                                         std::string target, std::string body, Clock::duration timeout,
-                                                        std::string& error);
+                                                        std::string& error,
+                                                        std::vector<std::pair<std::string, std::string>> headers = {});
 
 }  // namespace coordinator

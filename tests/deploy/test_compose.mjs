@@ -1,6 +1,8 @@
 // Static checks of docker/docker-compose.yml and docker/.env.docker (no Docker
 // engine is used): the health check, the stop grace period, the read-only
-// profile mount, the single published port, and that every variable is documented.
+// profile mount, the single published port, the network of its own with
+// inter-container traffic off (the real child listens on 0.0.0.0 and serves its
+// keys without a check: docs/real-child.md), and that every variable is documented.
 //
 // Run from the repository root (after `npm ci --prefix tests/deploy`):
 //   node --test tests/deploy/test_compose.mjs
@@ -16,9 +18,9 @@ const COMPOSE = path.join(REPO, 'docker', 'docker-compose.yml');
 const ENV_FILE = path.join(REPO, 'docker', '.env.docker');
 const ENTRYPOINT = path.join(REPO, 'docker', 'entrypoint.sh');
 
-// The coordinator's SIGTERM budget: --shutdown-grace (10 s default) + 10 s between
-// the children's SIGTERM and SIGKILL.
-const COORDINATOR_STOP_BUDGET_S = 20;
+// The coordinator's SIGTERM budget: --shutdown-grace (10 s default) + --child-stop-timeout
+// (30 s default) between the children's SIGTERM and SIGKILL.
+const COORDINATOR_STOP_BUDGET_S = 40;
 const FLAG_ENV_VARS = ['COORDINATOR_PROFILES', 'COORDINATOR_LAUNCHER', 'COORDINATOR_PYTHON',
   'COORDINATOR_HOST', 'COORDINATOR_PORT', 'BASE_API_PORT', 'BASE_STREAM_PORT',
   'BASE_CAMOUFOX_PORT', 'PORT_STEP', 'COORDINATOR_LOG_DIR'];
@@ -89,7 +91,21 @@ function checkCompose(composeText, envText) {
     ? String(p.target) : interpolate(p, env).split(':').pop().replace(/\/tcp$/, '')));
   if (JSON.stringify(containerPorts) !== '["2048"]') problems.push(`published ports must be only 2048, are ${JSON.stringify(containerPorts)}`);
   if (svc.expose?.length) problems.push(`expose lists ${JSON.stringify(svc.expose)}`);
-  if (svc.network_mode === 'host') problems.push('network_mode: host would expose the child ports');
+  if (svc.network_mode !== undefined) problems.push(`network_mode: ${svc.network_mode} (host would expose the child ports)`);
+
+  // The children listen on every address of the container: the service is on networks of
+  // its own only, each a bridge with inter-container traffic off, so that no other
+  // container reaches the child ports.
+  const svcNetworks = Array.isArray(svc.networks) ? svc.networks : Object.keys(svc.networks ?? {});
+  if (svcNetworks.length === 0) problems.push('the service is on the default network (inter-container traffic on)');
+  for (const name of svcNetworks) {
+    const net = doc.networks?.[name];
+    if (!net) { problems.push(`network ${name} is not defined`); continue; }
+    if (net.external) problems.push(`network ${name} is external: its settings are not checked here`);
+    if ((net.driver ?? 'bridge') !== 'bridge') problems.push(`network ${name} is not a bridge`);
+    const icc = String(net.driver_opts?.['com.docker.network.bridge.enable_icc'] ?? 'true');
+    if (icc !== 'false') problems.push(`network ${name} allows inter-container traffic (enable_icc ${icc})`);
+  }
 
   // auth_profiles mounted read-only.
   const mounts = (svc.volumes ?? []).map((v) => (typeof v === 'object'
@@ -165,8 +181,9 @@ test('rejects a writable profile mount', () => {
 });
 
 test('rejects a short stop grace period, from the file or the env', () => {
-  expectProblem(mutate(composeText, '${STOP_GRACE_PERIOD:-30s}', '${STOP_GRACE_PERIOD:-15s}'), envText, /built-in default/);
-  expectProblem(composeText, mutate(envText, 'STOP_GRACE_PERIOD=30s', 'STOP_GRACE_PERIOD=20s'), /stop_grace_period 20s/);
+  expectProblem(mutate(composeText, '${STOP_GRACE_PERIOD:-60s}', '${STOP_GRACE_PERIOD:-15s}'), envText, /built-in default/);
+  expectProblem(mutate(composeText, '${STOP_GRACE_PERIOD:-60s}', '${STOP_GRACE_PERIOD:-30s}'), envText, /built-in default 30s/);
+  expectProblem(composeText, mutate(envText, 'STOP_GRACE_PERIOD=60s', 'STOP_GRACE_PERIOD=40s'), /stop_grace_period 40s/);
 });
 
 test('rejects child ports, host networking and a missing health check', () => {
@@ -174,6 +191,19 @@ test('rejects child ports, host networking and a missing health check', () => {
     '      - "${HOST_BIND:-127.0.0.1}:${HOST_PORT:-2048}:2048"\n      - "127.0.0.1:9222:9222"'), envText, /only 2048/);
   expectProblem(mutate(composeText, '    init: false', '    init: false\n    network_mode: host'), envText, /network_mode: host/);
   expectProblem(mutate(composeText, 'http://127.0.0.1:2048/ready', 'http://127.0.0.1:2048/live'), envText, /health check on \/ready/);
+});
+
+test('rejects a network that lets other containers reach the children', () => {
+  expectProblem(mutate(composeText, 'com.docker.network.bridge.enable_icc: "false"', 'com.docker.network.bridge.enable_icc: "true"'), envText, /inter-container traffic \(enable_icc true\)/);
+  expectProblem(mutate(composeText, '    networks:\n      - coordinator\n', ''), envText, /default network/);
+  expectProblem(mutate(composeText, '      com.docker.network.bridge.enable_icc: "false"\n', ''), envText, /enable_icc true/);
+  expectProblem(mutate(composeText, '    driver: bridge\n', '    driver: overlay\n'), envText, /not a bridge/);
+});
+
+test('the service is on the coordinator network only, and it has inter-container traffic off', () => {
+  const doc = YAML.parse(composeText);
+  assert.deepEqual(doc.services.coordinator.networks, ['coordinator']);
+  assert.equal(doc.networks.coordinator.driver_opts['com.docker.network.bridge.enable_icc'], 'false');
 });
 
 test('rejects an undocumented variable', () => {

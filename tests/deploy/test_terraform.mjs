@@ -19,6 +19,26 @@ const TF_DIR = path.join(REPO, 'deploy', 'terraform');
 const COORDINATOR_PORT = 2048;
 // Child ports: API 3100+i, stream 3200+i, Camoufox debug 9222+i (i < 100 covered).
 const CHILD_RANGES = [[3100, 3299], [9222, 9321]];
+// Children per replica the binary-mode host firewall must cover.
+const FIREWALL_CHILDREN = 100;
+
+// The coordinator's default layout, from `coordinator --print-config` when it is built
+// (COORDINATOR_BINARY, as ctest sets it), else the documented defaults.
+function coordinatorLayout() {
+  const layout = { 'coordinator-port': 2048, 'base-api-port': 3100, 'base-stream-port': 3200,
+    'base-camoufox-port': 9222, 'port-step': 1 };
+  const bin = process.env.COORDINATOR_BINARY;
+  if (bin && fs.existsSync(bin)) {
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) =>
+      !k.startsWith('COORDINATOR_') && !k.startsWith('BASE_') && k !== 'PORT_STEP'));
+    const r = spawnSync(bin, ['--print-config'], { encoding: 'utf8', env, timeout: 10000 });
+    for (const line of (r.stdout ?? '').split('\n')) {
+      const m = /^([a-z-]+)\s*=\s*"?([0-9.]+)"?\s*$/.exec(line);
+      if (m && m[1] in layout) layout[m[1]] = Number(m[2]);
+    }
+  }
+  return layout;
+}
 
 function readTfSources(dir = TF_DIR) {
   const out = {};
@@ -184,6 +204,57 @@ function checkModule(mod, readme) {
   return problems;
 }
 
+// The host firewall's ranges as the module computes them with an empty
+// coordinator_environment (the defaults of its lookup() calls), or the problems that
+// keep them from being read. Mirrors main.tf's locals: child_port_bases,
+// child_port_step, firewall_children and child_port_ranges.
+function firewallRanges(mod) {
+  const problems = [];
+  const L = mod.locals;
+  const lookupDefault = (expr, name) => {
+    const m = /^\$\{tonumber\(lookup\(var\.coordinator_environment, "([A-Z_]+)", "(\d+)"\)\)\}$/.exec(String(expr));
+    if (!m || m[1] !== name) { problems.push(`cannot read ${name} from ${JSON.stringify(expr)}`); return NaN; }
+    return Number(m[2]);
+  };
+  const step = lookupDefault(L.child_port_step, 'PORT_STEP');
+  const bases = L.child_port_bases ?? {};
+  const base = {
+    api: lookupDefault(bases.api, 'BASE_API_PORT'),
+    stream: lookupDefault(bases.stream, 'BASE_STREAM_PORT'),
+    debug: lookupDefault(bases.debug, 'BASE_CAMOUFOX_PORT'),
+  };
+  const children = Number(L.firewall_children);
+  const formula = '${{ for kind, base in local.child_port_bases : kind => "${base}-${base + local.firewall_children * local.child_port_step - 1}" }}';
+  if (L.child_port_ranges !== formula) problems.push(`child_port_ranges is not the expected expression: ${L.child_port_ranges}`);
+  const ranges = Object.fromEntries(Object.entries(base).map(([k, b]) => [k, [b, b + children * step - 1]]));
+  return { ranges, problems };
+}
+
+function firewallProblems(mod) {
+  const { ranges, problems } = firewallRanges(mod);
+  const layout = coordinatorLayout();
+  const covered = (port) => Object.values(ranges).some(([lo, hi]) => lo <= port && port <= hi);
+  for (const [kind, key] of [['api', 'base-api-port'], ['stream', 'base-stream-port'], ['debug', 'base-camoufox-port']]) {
+    for (let i = 0; i < FIREWALL_CHILDREN; i++) {
+      const port = layout[key] + i * layout['port-step'];
+      if (!covered(port)) { problems.push(`firewall: ${kind} port ${port} of child ${i} is not covered`); break; }
+    }
+  }
+  if (covered(COORDINATOR_PORT)) problems.push(`firewall: the ranges ${JSON.stringify(ranges)} cover ${COORDINATOR_PORT}`);
+  // The ranges reach the instance through the boot script.
+  const script = String(mod.locals.user_data_script ?? '');
+  for (const [define, kind] of [['child_api_ports', 'api'], ['child_stream_ports', 'stream'], ['child_debug_ports', 'debug']]) {
+    if (!script.includes(`define ${define} = \${local.child_port_ranges.${kind}}`)) problems.push(`firewall: the boot script does not define ${define} from child_port_ranges.${kind}`);
+  }
+  // A plan whose ranges would cover the coordinator's port is refused.
+  const preconditions = Object.values(mod.resource.aws_launch_template ?? {})
+    .flatMap((lt) => [].concat(lt.lifecycle ?? []).flatMap((l) => [].concat(l.precondition ?? [])));
+  if (!preconditions.some((c) => /child_port_bases/.test(c.condition) && /local\.coordinator_port/.test(c.condition))) {
+    problems.push('firewall: no precondition keeps the child ranges off the coordinator port');
+  }
+  return problems;
+}
+
 // The boot script as the instance would see it, with Terraform's interpolations
 // replaced by a placeholder word.
 function renderUserData(script) {
@@ -243,6 +314,40 @@ test('the boot script passes shellcheck', () => {
   fs.rmSync(dir, { recursive: true, force: true });
   assert.ok(!r.error, `shellcheck could not run (${r.error?.code}); install it: apt-get install -y shellcheck`);
   assert.equal(r.status, 0, r.stdout + r.stderr);
+});
+
+test('the binary-mode host firewall covers the child ranges and never 2048', () => {
+  assert.deepEqual(firewallProblems(mod), []);
+  const { ranges } = firewallRanges(mod);
+  assert.deepEqual(ranges, { api: [3100, 3199], stream: [3200, 3299], debug: [9222, 9321] });
+});
+
+test('binary mode installs the firewall before the coordinator starts', () => {
+  const script = mod.locals.user_data_script;
+  const binary = script.slice(script.indexOf('install_binary_mode() {'));
+  assert.ok(binary.indexOf('install_children_firewall') > 0, 'install_binary_mode does not call install_children_firewall');
+  assert.ok(binary.indexOf('install_children_firewall') < binary.indexOf('systemctl enable --now coordinator.service'),
+    'the firewall must be in place before the coordinator (and its children) start');
+  assert.match(script, /nft -c -f \/etc\/coordinator\/children\.nft/);
+  assert.match(script, /systemctl enable --now coordinator-firewall\.service/);
+});
+
+test('image mode runs the container on its own network with inter-container traffic off', () => {
+  const script = mod.locals.user_data_script;
+  const run = script.split('\n').find((l) => /docker run /.test(l));
+  assert.match(run, / --network coordinator /);
+  const create = script.split('\n').filter((l) => /docker network create /.test(l));
+  assert.equal(create.length, 1, 'expected one docker network create');
+  assert.match(create[0], /--opt com\.docker\.network\.bridge\.enable_icc=false/);
+  assert.match(create[0], / coordinator$/);
+  assert.ok(script.indexOf(create[0]) < script.indexOf(run), 'the network must be created before docker run');
+});
+
+test('the stop timeout leaves the children their --child-stop-timeout', () => {
+  // grace + child stop timeout (30 s: the real child saves its cookies first) + margin.
+  const m = /^\$\{var\.shutdown_grace_seconds \+ (\d+)\}$/.exec(mod.locals.stop_timeout);
+  assert.ok(m, `stop_timeout is ${mod.locals.stop_timeout}`);
+  assert.ok(Number(m[1]) >= 40, `stop_timeout gives only ${m[1]} s beyond the grace`);
 });
 
 test('the boot script restarts the service on /live, for both install modes', () => {
@@ -329,6 +434,18 @@ test('rejects an ASG outside the target group or on ELB health, and a short idle
   expectProblem(await problemsAfter('main.tf', 'target_group_arns         = [aws_lb_target_group.coordinator.arn]', 'target_group_arns         = []'), /not attached to the target group/);
   expectProblem(await problemsAfter('main.tf', 'health_check_type         = "EC2"', 'health_check_type         = "ELB"'), /replaces instances on \/ready/);
   expectProblem(await problemsAfter('variables.tf', 'default     = 600\n', 'default     = 60\n'), /idle timeout/);
+});
+
+async function firewallProblemsAfter(file, from, to) {
+  assert.ok(sources[file].includes(from), `mutation anchor not found in ${file}: ${from}`);
+  return firewallProblems(await parseModule({ ...sources, [file]: sources[file].replace(from, to) }));
+}
+
+test('rejects firewall ranges that miss children or cover 2048, and a missing precondition', async () => {
+  expectProblem(await firewallProblemsAfter('main.tf', 'firewall_children = 100', 'firewall_children = 10'), /not covered/);
+  expectProblem(await firewallProblemsAfter('main.tf', '"BASE_API_PORT", "3100"', '"BASE_API_PORT", "2000"'), /cover 2048|not covered/);
+  expectProblem(await firewallProblemsAfter('main.tf', 'define child_debug_ports = ${local.child_port_ranges.debug}', 'define child_debug_ports = 9222'), /child_debug_ports/);
+  expectProblem(await firewallProblemsAfter('main.tf', 'alltrue([for base in values(local.child_port_bases)', 'alltrue([for base in values({})'), /no precondition/);
 });
 
 test('rejects an undocumented variable', async () => {

@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <sstream>
 
+#include "coordinator/child_answers.hpp"
 #include "coordinator/health_checker.hpp"
 #include "coordinator/http_util.hpp"
 #include "fuzz_util.hpp"

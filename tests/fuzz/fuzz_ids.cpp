@@ -10,6 +10,7 @@
 // the error "type" and "code".
 #include <nlohmann/json.hpp>
 
+#include "coordinator/child_answers.hpp"
 #include "coordinator/http_util.hpp"
 #include "fuzz_util.hpp"
 
@@ -59,8 +60,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   if (const auto req_id = coordinator::extract_req_id(input)) {
     FUZZ_CHECK(coordinator::is_valid_req_id(*req_id));
-    FUZZ_CHECK(input.find("chatcmpl-" + *req_id + "-") != std::string_view::npos);
+    FUZZ_CHECK(req_id->size() == 7 && input.find(*req_id) != std::string_view::npos);
   }
+
+  // The child's answers: a rewrapped error is always the one OpenAI shape, and
+  // event splitting never reads past the bytes it was given.
+  if (const auto rewrapped = coordinator::rewrap_child_error(500, input)) {
+    const auto json = nlohmann::json::parse(*rewrapped, nullptr, false);
+    FUZZ_CHECK(json.is_object() && json.contains("error") && json["error"].contains("message"));
+  }
+  std::size_t covered = 0;
+  coordinator::for_each_event(input, [&](std::string_view event, std::string_view separator) {
+    FUZZ_CHECK(event.data() >= input.data() && event.data() + event.size() <= input.data() + input.size());
+    covered = static_cast<std::size_t>(separator.data() + separator.size() - input.data());
+    (void)coordinator::classify_event(event);
+    return true;
+  });
+  // What the relay drops past the visited events is only the rest of a line break.
+  const std::size_t end = coordinator::complete_events_end(input);
+  FUZZ_CHECK(covered <= end);
+  FUZZ_CHECK(input.substr(covered, end - covered).find_first_not_of("\r\n") == std::string_view::npos);
 
   const auto parts = fuzz::split(input, '\0', 3);
   const std::string_view message = input;

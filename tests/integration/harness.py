@@ -433,8 +433,24 @@ def raw_exchange(port, data, timeout=5.0, host=HOST):
 # ---------------------------------------------------------------------------
 # profiles and the coordinator
 
+# Small timing knobs merged under every profile's own ``_fake`` options (a test's own value
+# wins): the fake child's defaults are the real child's (seconds to start and to stop), too slow
+# for a suite that starts hundreds of children.  See docs/fake-child-contract.md.
+FAST_FAKE_DEFAULTS = {
+    "startup_delay": 0.2,          # browser connect + page load before the API port is bound
+    "stop_delay": 0.2,             # page and browser close during a clean stop
+    "stream_proxy_join": 0.2,      # wait for the (SIGTERM-ignoring) stream proxy before SIGKILL
+    "stream_ready_timeout": 3,     # wait for the stream proxy's READY
+    "stream_pacing": False,        # the worker's 0.5-1 s gap between consecutive streams
+    "quota_attempt_delay": 0.2,    # a prompt submission that meets AI Studio's quota error
+    "quota_comment_interval": 0.2,  # ": processing auth rotation..." lines 2 s apart
+    "quota_park": 1.0,             # ensure_request_lock parking before 530 (60 s)
+}
+
+
 def storage_state(cookie_value, fake=None):
-    """A Playwright storage-state dict holding `cookie_value` (and `_fake` if given)."""
+    """A Playwright storage-state dict holding `cookie_value` and a ``_fake`` object:
+    FAST_FAKE_DEFAULTS overridden by `fake` (if given)."""
     state = {
         "cookies": [{
             "name": "__Secure-1PSID", "value": cookie_value, "domain": ".google.com",
@@ -445,8 +461,7 @@ def storage_state(cookie_value, fake=None):
             "localStorage": [{"name": "session-token", "value": cookie_value + "-ls"}],
         }],
     }
-    if fake is not None:
-        state["_fake"] = fake
+    state["_fake"] = {**FAST_FAKE_DEFAULTS, **(fake or {})}
     return state
 
 

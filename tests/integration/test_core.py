@@ -61,27 +61,38 @@ class ChildProcessTests(unittest.TestCase):
                 self.assertEqual(len(recs), 1, f"{name}: start records {recs}")
                 rec = recs[0]
                 path = c.profile_paths[name]
+                argv = list(rec["argv"])
+                # --active-auth-json is the child's private working copy of its profile (same
+                # file name, under --runtime-dir, default runtime/coordinator in the cwd).
+                copy = argv[9] if len(argv) > 9 else ""
+                runtime = os.path.realpath(os.path.join(c.dir, "runtime", "coordinator"))
+                self.assertEqual(os.path.basename(copy), name + ".json", argv)
+                self.assertTrue(os.path.realpath(copy).startswith(runtime + os.sep), copy)
+                with open(copy, "rb") as f, open(path, "rb") as g:
+                    self.assertEqual(f.read(), g.read(), "the copy holds the profile")
                 expected = [sys.executable, os.path.abspath(FAKE_CHILD),
                             "--server-port", str(c.api_base + i * 3),
                             "--stream-port", str(c.stream_base + i * 3),
                             "--camoufox-debug-port", str(c.camoufox_base + i * 3),
-                            "--active-auth-json", os.path.abspath(path), "--headless"]
-                argv = list(rec["argv"])
-                # Accept a canonicalised (realpath) profile/launcher path too.
+                            "--active-auth-json", copy, "--headless"]
+                # Accept a canonicalised (realpath) launcher path too.
                 alt = list(expected)
                 alt[1] = os.path.realpath(FAKE_CHILD)
-                alt[9] = os.path.realpath(path)
                 self.assertIn(argv, (expected, alt), f"argv of child {i} ({name})")
-                self.assertEqual(os.path.realpath(rec["cwd"]),
-                                 os.path.realpath(os.path.dirname(FAKE_CHILD)), f"cwd of {name}")
+                # Its own working folder (docs/real-child.md: certs/, config/profile_usage.json
+                # and logs/fc_debug/ are relative to it), private to the coordinator's user.
+                work = os.path.join(runtime, "children", name)
+                self.assertEqual(os.path.realpath(rec["cwd"]), work, f"cwd of {name}")
+                self.assertEqual(os.stat(work).st_mode & 0o777, 0o700)
 
     def test_no_headless_flag(self):
         with Coordinator({"solo": {}}, extra_args=["--no-headless"]) as c:
             rec = c.start_records("solo")[0]
             self.assertNotIn("--headless", rec["argv"])
-            path = c.profile_paths["solo"]
-            self.assertEqual(rec["argv"][-2], "--active-auth-json")
-            self.assertIn(rec["argv"][-1], (os.path.abspath(path), os.path.realpath(path)))
+            # An alias of --browser-mode headful: the launcher's --debug (a visible window).
+            self.assertEqual(rec["argv"][-1], "--debug")
+            self.assertEqual(rec["argv"][-3], "--active-auth-json")
+            self.assertEqual(os.path.basename(rec["argv"][-2]), "solo.json")
 
     def test_per_profile_logs_have_timestamped_stream_lines(self):
         with Coordinator(THREE) as c:
@@ -315,8 +326,10 @@ class CancelTests(unittest.TestCase):
 
     def test_cancel_broadcast_200(self):
         # A non-streamed request: the coordinator never sees its req_id, so the
-        # cancel must go to every child.
-        profiles = {n: {"chat_delay": 8} for n in ("alpha", "beta", "gamma")}
+        # cancel must go to every child. (The real child cancels only a request
+        # still in its own queue; `cancel_in_progress` lets this one be found while
+        # it runs, which is what the broadcast needs to show.)
+        profiles = {n: {"chat_delay": 8, "cancel_in_progress": True} for n in ("alpha", "beta", "gamma")}
         with Coordinator(profiles) as c:
             result = {}
 
@@ -365,17 +378,20 @@ class CancelTests(unittest.TestCase):
             self.assertEqual(r.status, 200, r)
             body = r.json()
             self.assertIs(body["success"], True)
-            self.assertEqual(body["completed"], [owner])
-            self.assertEqual(body["failed"], [])
+            # The coordinator ends its relay (the real child stops a running request
+            # only when its connection closes), then asks the owner alone.
+            self.assertIs(body["relay_ended"], True)
+            self.assertEqual(body["completed"] + body["failed"], [owner])
             t.join(10)
             self.assertFalse(t.is_alive(), "stream did not end after cancel")
             self.assertEqual(getattr(result.get("r"), "status", None), 200, result)
+            self.assertIn("request_cancelled", result["r"].text)
             cancels = c.all_events("cancel")
-            self.assertEqual([e["found"] for e in cancels[owner]], [True])
+            self.assertEqual(len(cancels[owner]), 1)
             for name in set(c.names) - {owner}:
                 self.assertEqual(cancels.get(name, []), [], f"cancel wrongly sent to {name}")
-            done = c.events(owner, "stream_done")
-            self.assertTrue(done and done[-1]["cancelled"], done)
+            self.assertTrue(c.wait_event(lambda e: e.get("event") == "client_disconnected"
+                                         and e.get("req_id") == req_id, 5, name=owner))
 
     def test_cancel_unknown_id_404(self):
         with Coordinator(THREE) as c:

@@ -87,8 +87,9 @@ class OpenAINodeClientTests(unittest.TestCase):
             self.assertEqual(out["non_stream_content"], "Hello from solo", out)
             self.assertEqual(out["stream_content"],
                              "".join(f"chunk{i} " for i in range(N_CHUNKS)), out)
-            # N content chunks + the final finish_reason chunk ([DONE] is not a chunk).
-            self.assertEqual(out["chunks"], N_CHUNKS + 1, out)
+            # The real child's stream: the content chunks, its empty "done" chunk and the
+            # usage chunk ([DONE] is not a chunk).
+            self.assertEqual(out["chunks"], N_CHUNKS + 2, out)
             self.assertEqual(out["finish_reason"], "stop", out)
             self.assertEqual(len(c.events("solo", "stream_done")), 1,
                              c.events("solo", "stream_done"))

@@ -506,7 +506,8 @@ class DispatchTests(unittest.TestCase):
                 self.assertEqual(max_overlap(c.events("alpha")), 1)
                 self.assertGreaterEqual(elapsed, 1.9)
         with self.subTest("--max-inflight-per-child 2"):
-            with Coordinator({"alpha": {"chat_delay": 1.0}},
+            # `serial: false`: a child that runs two requests at once (the real one queues them).
+            with Coordinator({"alpha": {"chat_delay": 1.0, "serial": False}},
                              extra_args=["--max-inflight-per-child", "2"]) as c:
                 elapsed, jobs = concurrent_chats(c, 4)
                 note(f"4 requests, 1 child, --max-inflight-per-child 2, chat_delay 1.0: "
@@ -815,21 +816,26 @@ class StallTests(unittest.TestCase):
                                                        f"{c.output_tail()}")
             self.assertEqual(c.chat("after").status, 200)
 
-    def test_stalled_non_stream_504_and_child_recycled(self):
-        with Coordinator({"alpha": {"chat_hang": True}}, extra_args=["--stall-timeout", "1.5"]) as c:
+    def test_hanging_non_stream_is_bounded_by_request_timeout_not_the_stall_watchdog(self):
+        # Issue 12: the real child may take its full 420 s over a non-streamed answer, so the
+        # stall watchdog watches streams only; --request-timeout bounds the rest, and a slow
+        # answer is no reason to recycle the child.
+        with Coordinator({"alpha": {"chat_hang": True}},
+                         extra_args=["--stall-timeout", "1", "--request-timeout", "2.5"]) as c:
             first = c.child_pids("alpha")[0]
             c.rewrite_profile("alpha", {})
             t0 = time.monotonic()
             r = c.chat("hangs", timeout=10)
             took = time.monotonic() - t0
-            note(f"stalled non-stream request: {r.status} after {took:.2f}s")
+            note(f"hanging non-stream request: {r.status} after {took:.2f}s")
             self.assertEqual(r.status, 504, r)
             self.assertTrue(is_openai_error(r), r)
-            self.assertTrue(1.4 <= took <= 3.5, f"504 after {took:.2f}s")
-            e = c.wait_child("alpha", restarted(first), 10, interval=0.1)
-            self.assertTrue(e and restarted(first)(e), f"alpha not recycled: {e}\n"
-                                                       f"{c.output_tail()}")
-            self.assertEqual(c.chat("after").status, 200)
+            self.assertEqual(r.json()["error"]["code"], "upstream_timeout")
+            self.assertTrue(2.4 <= took <= 4.5, f"504 after {took:.2f}s")
+            time.sleep(1.0)
+            e = c.child("alpha")
+            self.assertFalse(restarted(first)(e), f"alpha was recycled: {e}")
+            self.assertEqual(e["restarts"], 0, e)
 
     def test_slow_but_progressing_not_cut(self):
         profile = {"stream_chunks": 8, "stream_interval": 0.5, "chat_delay": 1.0}
@@ -913,11 +919,11 @@ class TargetedCancelTests(unittest.TestCase):
                 self.assertEqual(r.status, 200, r)
                 body = r.json()
                 self.assertIs(body.get("success"), True, body)
-                self.assertEqual(body.get("completed"), [owner], body)
-                self.assertEqual(body.get("failed"), [], body)
+                self.assertIs(body.get("relay_ended"), True, body)
+                self.assertEqual(body.get("completed", []) + body.get("failed", []), [owner], body)
                 s.read_to_end(10)
             time.sleep(0.3)
-            self.assertEqual([e["found"] for e in c.events(owner, "cancel")], [True])
+            self.assertEqual(len(c.events(owner, "cancel")), 1)
             self.assertEqual(c.events(other, "cancel"), [], "cancel broadcast to the other child")
 
 

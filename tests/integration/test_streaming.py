@@ -37,7 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (  # noqa: E402
     COORDINATOR_BIN, HOST, Coordinator, binary_available, served_by, wait_until)
 
-CHUNK_ID_RE = re.compile(r"^chatcmpl-([a-z0-9]+)-(\d+)$")
+# The real child's stream chunk ids: chatcmpl-{req_id}-{ts}-{rand} (response_generators.py).
+CHUNK_ID_RE = re.compile(r"^chatcmpl-([a-z0-9]{7})-(\d+)-(\d{3})$")
 N_CHUNKS = 20
 EXPECTED_CONTENT = [f"chunk{i} " for i in range(N_CHUNKS)]
 

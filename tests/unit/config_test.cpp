@@ -43,9 +43,13 @@ TEST(Config, DefaultsMatchTheOriginalLayout) {
   EXPECT_EQ(config.base_camoufox_port, 9222);
   EXPECT_EQ(config.port_step, 1);
   EXPECT_EQ(config.log_dir, "logs/coordinator");
-  EXPECT_TRUE(config.headless);
+  EXPECT_EQ(config.browser_mode, BrowserMode::headless);
+  EXPECT_EQ(config.runtime_dir, "runtime/coordinator");
   EXPECT_DOUBLE_EQ(config.shutdown_grace, 10);
-  EXPECT_DOUBLE_EQ(config.ready_timeout, 60);
+  EXPECT_DOUBLE_EQ(config.ready_timeout, 180);
+  EXPECT_DOUBLE_EQ(config.child_stop_timeout, 30);
+  EXPECT_DOUBLE_EQ(config.quota_cooldown, 3600);
+  EXPECT_GT(config.request_timeout, 420);  // the real child answers a slow request for up to 420 s
   EXPECT_DOUBLE_EQ(config.health_interval, 5);
   EXPECT_DOUBLE_EQ(config.connect_timeout, 5);
   EXPECT_DOUBLE_EQ(config.request_timeout, 600);
@@ -60,7 +64,7 @@ TEST(Config, FlagsOverrideDefaults) {
   EXPECT_EQ(config.profiles_dir, "/tmp/p");
   EXPECT_EQ(config.port, 9000);
   EXPECT_EQ(config.port_step, 3);
-  EXPECT_FALSE(config.headless);
+  EXPECT_EQ(config.browser_mode, BrowserMode::headful);
   EXPECT_DOUBLE_EQ(config.health_interval, 0.2);
   EXPECT_DOUBLE_EQ(config.sse_heartbeat, 0);
 }

@@ -55,22 +55,6 @@ TEST(HttpUtil, ReqIdValidation) {
   EXPECT_FALSE(is_valid_req_id("a b"));
 }
 
-TEST(HttpUtil, ExtractsReqIdFromChunkId) {
-  EXPECT_EQ(extract_req_id(R"(data: {"id":"chatcmpl-ab12cd3-1700000000-123","object":"chat.completion.chunk"})"),
-            "ab12cd3");
-  EXPECT_EQ(extract_req_id(R"(data: {"id": "chatcmpl-xyz-0"})"), "xyz");
-  EXPECT_EQ(extract_req_id(": keep-alive\n\ndata: {\"id\":\"chatcmpl-q_1-5\"}"), "q_1");
-}
-
-TEST(HttpUtil, ExtractReqIdRefusesOtherShapes) {
-  EXPECT_FALSE(extract_req_id(R"(data: {"id":"chatcmpl-noSuffix"})").has_value());
-  EXPECT_FALSE(extract_req_id(R"(data: {"id":"cmpl-abc-1"})").has_value());
-  EXPECT_FALSE(extract_req_id(R"(data: {"id":"chatcmpl--1"})").has_value());
-  EXPECT_FALSE(extract_req_id(R"(data: {"id":"chatcmpl-../x-1"})").has_value());
-  EXPECT_FALSE(extract_req_id("data: {\"id\":\"chatcmpl-" + std::string(200, 'a') + "-1\"}").has_value());
-  EXPECT_FALSE(extract_req_id("").has_value());
-}
-
 TEST(HeaderBlock, CompleteBlockAndItsLength) {
   const std::string block = "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next";
   const auto check = check_header_block(block, 100);
