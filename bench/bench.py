@@ -259,6 +259,7 @@ def allocate_ports(base):
                        "SPAWN_STREAM": b + 200, "SPAWN_CAMOUFOX": b + 300})
         needed = [p for k, p in layout.items() if not k.startswith("SPAWN") and k != "FAKE_AUX"]
         needed += [b + 30 + i for i in range(10)]
+        needed += [b + 40 + i for i in range(16)]  # the standalone fakes' stream and debug ports
         needed += [layout[k] + i for k in ("SPAWN_API", "SPAWN_STREAM", "SPAWN_CAMOUFOX") for i in range(64)]
         if all(port_free(p) for p in needed):
             return layout
@@ -505,13 +506,18 @@ class Bench:
                 name = f"{group.lower()}{i}"
                 profile = self.path(f"profile-{name}.json")
                 with open(profile, "w") as f:
-                    json.dump({"cookies": [], "_fake": {"serial": serial, "spawn_grandchild": False}}, f)
+                    # Real-like children, minus what only slows a benchmark down: start-up and
+                    # stop delays, the gap between streams (docs/fake-child-contract.md).
+                    json.dump({"cookies": [], "_fake": {"serial": serial, "spawn_grandchild": False,
+                                                        "startup_delay": 0.2, "stop_delay": 0.2,
+                                                        "stream_proxy_join": 0.2, "stream_pacing": False}}, f)
                 port = self.ports[f"{group}{i}"]
-                aux = self.ports["FAKE_AUX"]
+                # Each fake binds its stream port (the real stream proxy): two ports of its own.
+                aux = self.ports["FAKE_AUX"] + 2 * len(self.fakes)
                 env = dict(os.environ, FAKE_CHILD_STATE_DIR=self.sse_state) if group == "F" else None
                 self.fakes.append(self.procs.start(
                     f"fake-{name}", [self.python, FAKE_CHILD, "--server-port", str(port), "--stream-port",
-                                     str(aux), "--camoufox-debug-port", str(aux), "--active-auth-json", profile,
+                                     str(aux), "--camoufox-debug-port", str(aux + 1), "--active-auth-json", profile,
                                      "--headless"],
                     cpus=cpus, stdout=self.path(f"fake-{name}.log"), stderr=self.path(f"fake-{name}.log"), env=env))
         # Peers, on the proxy core.
@@ -596,7 +602,9 @@ class Bench:
         body = b'{"model":"fake-model","stream":true,"messages":[{"role":"user","content":"Say hello."}]}'
         req = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
                f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
-        event_id = re.compile(rb'"id":"chatcmpl-([a-z0-9]+)-([0-9]+)"')
+        # The real child's chunk id is chatcmpl-{req_id}-{ts}-{rand}; the fake's content
+        # "chunk{n} " gives the chunk's number (its chunk_sent record has the same n).
+        event_id = re.compile(rb'"id":"chatcmpl-([a-z0-9]{7})-[0-9-]+".*"content":"chunk([0-9]+) ')
         try:
             for _ in range(count):
                 # Wall-clock times (time.time), comparable with the child's own chunk_sent events.
@@ -804,7 +812,10 @@ class Bench:
             os.makedirs(d, exist_ok=True)
             for i in range(n):
                 with open(os.path.join(d, f"acct{i:03d}.json"), "w") as f:
-                    json.dump({"cookies": [], "origins": []}, f)
+                    # The fake's own start-up and stop delays (seconds, like a real browser's)
+                    # would hide the coordinator's share: small ones, as in the tests.
+                    json.dump({"cookies": [], "origins": [],
+                               "_fake": {"startup_delay": 0.2, "stop_delay": 0.2, "stream_proxy_join": 0.2}}, f)
         for r in range(self.fleet_rounds):
             for n in sizes:
                 logfile = self.path(f"fleet-{n}-{r}.log")
