@@ -42,6 +42,7 @@ fi
 
 echo "== chaos soak (30 s)"
 "$root/tests/soak/run.sh" --quick
+"$root/tests/soak/run.sh" --quick --real-like
 
 echo "== fuzzing (${FUZZ_SECONDS:-20} s per target)"
 "$root/tests/fuzz/run.sh" "${FUZZ_SECONDS:-20}"

@@ -606,6 +606,8 @@ awaitable<void> Supervisor::settle_exit(std::size_t index, std::shared_ptr<Proce
   // A clean stop saves the cookies once more: copy them back (if the
   // operator's file is still ours to write).
   sync_profile(*process, /*final=*/true);
+  // Replaced while this child ran (or stopped): its logged-out verdict was about the old file.
+  const bool replaced_meanwhile = process->profile.changed_by_operator();
   process->settled = true;
   discard_working_copy(*process);
   Slot& slot = slots_.at(index);
@@ -613,6 +615,12 @@ awaitable<void> Supervisor::settle_exit(std::size_t index, std::shared_ptr<Proce
   if (slot.retire_when_stopped) {
     registry_.set_retire_on_exit(index, true);
     registry_.apply(index, ChildEvent::drain, slot.stop_reason, Clock::now());
+    co_return;
+  }
+  if (process->logged_out && replaced_meanwhile) {
+    spdlog::info("child {} was logged out, but its profile file has been replaced since: starting it again",
+                 registry_.at(index).name);
+    after_exit(index, /*failure=*/false, "profile replaced after a log-out");
     co_return;
   }
   if (process->logged_out) {

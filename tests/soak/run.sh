@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Chaos soak of the coordinator over fake children: 5 minutes, or 30 s with --quick.
 #   tests/soak/run.sh [--quick] [--duration S] [--clients N] [--children N] [--seed N] [--eject-after N]
-# Uses $COORDINATOR_BIN (default build/coordinator). Exit code 0 = pass.
+#                     [--real-like [--quota-done-first default|yes|no]]
+# --real-like: children that behave like the real AIstudioProxyAPI child (see real_like.py); it
+# also counts orphan processes and ends with a kill -9 of a second coordinator (about 60 s with --quick).
+# Uses $COORDINATOR_BIN (default build/coordinator), e.g.
+#   COORDINATOR_BIN=build-soak/coordinator tests/soak/run.sh --quick --real-like
+# Exit code 0 = pass.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"

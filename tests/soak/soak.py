@@ -15,8 +15,14 @@ the run (load stopped, children healed and ready), within 5% (fds: +2) of their 
 value after warm-up; the coordinator still alive at the end, exits 0 on SIGTERM, and leaves
 no child or grandchild behind (the harness's leak check).
 
-Usage: soak.py [--quick] [--duration S] [--clients N] [--children N] [--seed N]
+Usage: soak.py [--quick] [--duration S] [--clients N] [--children N] [--seed N] [--real-like]
 (default 300 s; --quick 30 s).  Exit code 0 = pass, 1 = fail.
+
+--real-like: children that behave like the real AIstudioProxyAPI child (escaping browser trees,
+slow starts and stops, one request at a time, quota errors, a logged-out profile, cookie
+refreshes) and the chaos that fits them; 0 lost requests and 0 orphan processes (after every
+launcher kill, after the coordinator's SIGTERM, and after a kill -9 of the coordinator) are
+required.  See real_like.py.
 """
 
 import argparse
@@ -26,6 +32,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -37,6 +44,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from harness import (  # noqa: E402
     COORDINATOR_BIN, HOST, Coordinator, binary_available, pid_alive, pid_cmdline, ready_names,
     wait_until)
+import real_like  # noqa: E402
 
 STREAM_CHUNKS = 10
 BASE_FAKE = {"stream_chunks": STREAM_CHUNKS, "stream_interval": 0.02, "chat_delay": 0.05}
@@ -52,6 +60,7 @@ NO_CHILD_COULD_SERVE = {
     "503 no_healthy_children", "502 all_children_failed", "503 queue_timeout",
     "504 upstream_stalled", "504 upstream_timeout", "stream aborted (error event)",
     "500 500",  # the fake child's own error body: {"error": {..., "code": 500}}
+    "500 child_error",  # the same 500 ({"detail": ...}) in the coordinator's one error shape
 }
 REQUEST_BOUND = 60.0  # seconds a request may take before it counts as lost
 SERVING = ("ready", "busy")
@@ -163,8 +172,9 @@ def classify_plain(status, body):
 
 
 class Client(threading.Thread):
-    def __init__(self, index, port, stats, run, stop, seed):
+    def __init__(self, index, port, stats, run, stop, seed, real=False):
         super().__init__(name=f"client-{index}", daemon=True)
+        self.real = real         # --real-like: classify as real_like does
         self.port = port
         self.stats = stats
         self.run_load = run      # cleared: pause between requests
@@ -223,7 +233,15 @@ class Client(threading.Thread):
             self.stats.add(kind, "lost", f"{type(e).__name__}: {e} after {took:.1f}s{prev}", took)
             return
         took = time.monotonic() - t0
-        outcome, detail = (classify_stream if stream else classify_plain)(status, data)
+        if self.real:
+            retry_after = r.getheader("Retry-After")
+            if stream:
+                outcome, detail = real_like.classify_stream_real(
+                    status, data, retry_after, [f"chunk{n} " for n in range(STREAM_CHUNKS)])
+            else:
+                outcome, detail = real_like.classify_plain_real(status, data, retry_after)
+        else:
+            outcome, detail = (classify_stream if stream else classify_plain)(status, data)
         if outcome != "ok":
             # After an error the coordinator may close the connection (an aborted
             # stream ends with the error event, [DONE], then a close, as the
@@ -234,6 +252,15 @@ class Client(threading.Thread):
         self.last = (status, kind, outcome + (": " + detail if detail else ""), conn_hdr,
                      time.monotonic())
         self.stats.add(kind, outcome, detail, took)
+        if self.real and outcome == "error":
+            # like a real client, back off after an error (Retry-After, at most 1 s): a fleet
+            # with no child serving answers at once, and 16 clients spinning on it would turn
+            # the run's numbers into thousands of 503s
+            try:
+                pause = float(r.getheader("Retry-After") or 0.5)
+            except ValueError:
+                pause = 0.5
+            self.stop.wait(min(max(pause, 0.1), 1.0))
 
     def run(self):
         while not self.stop.is_set():
@@ -418,11 +445,22 @@ def main():
     ap.add_argument("--quick", action="store_true", help="30 s instead of 5 minutes")
     ap.add_argument("--duration", type=float, help="seconds of load (default 300, --quick 30)")
     ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--children", type=int, default=4)
+    ap.add_argument("--children", type=int, default=None, help="default 4 (--real-like: 5)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--eject-after", type=int, default=5,
                     help="the coordinator's --eject-after (0: no outlier ejection, for comparison)")
+    ap.add_argument("--real-like", action="store_true",
+                    help="children like the real AIstudioProxyAPI child, and the chaos that fits "
+                         "them (see real_like.py); default 5 children")
+    ap.add_argument("--quota-done-first", choices=["default", "yes", "no"], default="default",
+                    help="--real-like: the fake's `quota_done_first` (a quota-failed stream sends "
+                         "its usage chunk and [DONE] before the error event); default: the fake's "
+                         "own default")
     args = ap.parse_args()
+    if args.real_like:
+        return main_real(args)
+    if args.children is None:
+        args.children = 4
     duration = args.duration or (30.0 if args.quick else 300.0)
     warmup = min(30.0, max(6.0, duration * 0.2))
     interval = (1.5, 3.0) if duration <= 60 else (3.0, 6.0)
@@ -618,6 +656,271 @@ def main():
             print(f"  - {f}")
         print(f"(coordinator dir kept: {c.dir})" if os.path.isdir(c.dir) else "")
         return 1
+    print("SOAK PASSED")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# --real-like
+
+REAL_COORDINATOR_ARGS = [
+    "--unhealthy-restart-after", "3", "--stall-timeout", "5", "--max-restarts", "1000",
+    "--health-timeout", "1", "--connect-timeout", "2", "--queue-timeout", "20",
+    "--request-timeout", "30",
+    # a real child's clean stop (drain, cookie save, stream proxy, page and browser) takes seconds
+    "--child-stop-timeout", "15",
+    # a spent account comes back after this (the default is an hour)
+    "--quota-cooldown", "6",
+]
+
+
+def log_counts(text):
+    """What the coordinator's log says it did, for the summary."""
+    lines = text.splitlines()
+
+    def count(*needles):
+        return sum(1 for ln in lines if all(n in ln for n in needles))
+    return {
+        "cooling for quota": count("-> cooling: out of quota"),
+        "needs_relogin": count("-> needs_relogin"),
+        "cookie write-backs to the operator's file": count("refreshed cookies are copied back"),
+        "operator changes left alone": count("was changed by someone else"),
+        "trees outliving their launcher (SIGTERM)": count("outlived the launcher"),
+        "trees needing SIGKILL": count("SIGKILL to what is left of its tree"),
+        "trees it could not end": count("could not end"),
+        "reload restarts": count("reload: profile", "restarting its child"),
+    }
+
+
+def main_real(args):
+    n = args.children if args.children is not None else 5
+    duration = args.duration or (30.0 if args.quick else 300.0)
+    warmup = min(30.0, max(6.0, duration * 0.2))
+    interval = (1.5, 3.0) if duration <= 60 else (3.0, 6.0)
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    done_first = {"default": None, "yes": True, "no": False}[args.quota_done_first]
+    if not binary_available():
+        print(f"coordinator binary not found at {COORDINATOR_BIN} (build it, or set COORDINATOR_BIN)",
+              file=sys.stderr)
+        return 2
+    log(f"real-like: binary {COORDINATOR_BIN}; {n} children, {args.clients} clients, "
+        f"{duration:.0f} s (warm-up {warmup:.0f} s), chaos every {interval[0]}-{interval[1]} s, "
+        f"seed {seed}")
+    roles = real_like.real_roles(n, random.Random(rng.randrange(1 << 30)), STREAM_CHUNKS, done_first)
+    for name in sorted(roles):
+        r = roles[name]["initial"]
+        extra = {k: r[k] for k in ("quota_after", "quota_sticky", "logged_out") if k in r}
+        log(f"  {name}: startup {r['startup_delay']} s, stop {r['stop_delay']} s"
+            + (f", {extra}" if extra else ""))
+    # keep the coordinators' folders (logs, state) until the verdict: removed if the soak passes
+    keep_env = os.environ.get("COORDINATOR_TEST_KEEP")
+    os.environ["COORDINATOR_TEST_KEEP"] = "1"
+    profiles = {name: dict(r["initial"]) for name, r in roles.items()}
+    starts_serving = sum(1 for r in roles.values() if not r["initial"].get("logged_out"))
+    extra_args = REAL_COORDINATOR_ARGS + ["--eject-after", str(args.eject_after)]
+
+    stats = Stats()
+    run, stop_load = threading.Event(), threading.Event()
+    failures = []
+    result = {}
+    c = Coordinator(profiles, extra_args=extra_args, health_interval=0.5, start_stagger=0,
+                    wait_ready=starts_serving, ready_wait=60, ready_timeout=30,
+                    stop_timeout=60.0, leak_grace=5.0)
+    chaos = None
+    clients = []
+    t_begin = time.monotonic()
+    try:
+        with c:
+            pid = c.proc.pid
+            clients = [Client(i, c.port, stats, run, stop_load, rng.randrange(1 << 30), real=True)
+                       for i in range(args.clients)]
+            chaos = real_like.RealChaos(c, random.Random(rng.randrange(1 << 30)), interval, roles)
+            for cl in clients:
+                cl.start()
+            run.set()
+            chaos.start()
+            t_start = time.monotonic()
+            samples = []
+
+            def sample_until(t_end):
+                while time.monotonic() < t_end:
+                    if not c.running():
+                        failures.append(f"coordinator exited (rc={c.proc.returncode}) during the run")
+                        return False
+                    try:
+                        samples.append((round(time.monotonic() - t_start, 1), rss_kb(pid), fd_count(pid)))
+                    except OSError:
+                        pass
+                    time.sleep(min(5.0, max(0.05, t_end - time.monotonic())))
+                return True
+
+            def healed_and_measured(label):
+                chaos.pause()
+                chaos.heal_all()
+                quiesce(c, clients, run)
+                if not wait_until(lambda: all_ready(c, n), 100, 0.2):
+                    failures.append(f"not every child ready 100 s after the heal ({label}): "
+                                    f"{c.child_states()}")
+                wait_until(lambda: all(e.get("in_flight", 0) == 0 for e in c.children()), 10, 0.1)
+                time.sleep(1.0)
+                prime_pool(c, n)
+                return measure(c)
+
+            if sample_until(t_start + warmup):
+                result["before"] = healed_and_measured("after warm-up")
+                log(f"baseline after warm-up: RSS {result['before']['rss_kb']} kB, "
+                    f"fds {result['before']['fds']} {dict(result['before']['fd_kinds'])}")
+                chaos.rearm()
+                chaos.resume()
+                run.set()
+                sample_until(max(t_start + duration, time.monotonic() + 5))
+            chaos.pause()
+            stop_load.set()
+            run.clear()
+            deadline = time.monotonic() + REQUEST_BOUND + 15
+            for cl in clients:
+                cl.join(max(0.1, deadline - time.monotonic()))
+            for cl in [cl for cl in clients if cl.is_alive()]:
+                stats.add("?", "lost", f"client thread still waiting at the end "
+                                       f"({time.monotonic() - (cl.busy_since or 0):.0f}s)", 0)
+            if c.running():
+                if "before" in result:
+                    result["after"] = healed_and_measured("at the end")
+                chaos.finish_checks(real_like.RESTART_BOUND + 10)
+                result["child_table"] = c.children()
+            else:
+                failures.append(f"coordinator not running at the end (rc={c.proc.returncode})\n"
+                                f"{c.output_tail()}")
+            chaos.end()
+            result["samples"] = samples
+            result["restarts"] = {e.get("name"): e.get("restarts") for e in result.get("child_table", [])}
+            result["log"] = log_counts(c.stderr())
+            rc = c.stop()
+            at_exit, left = real_like.orphans_after_exit(c, 5.0)
+            result["exit_orphans"] = (at_exit, left)
+            result["log"] = log_counts(c.stderr())
+            if rc != 0:
+                failures.append(f"coordinator exit code {rc} after SIGTERM\n{c.output_tail()}")
+            log(f"coordinator stopped (rc {rc}): {len(at_exit)} marked process(es) alive at its exit, "
+                f"{len(left)} after 5 s")
+    except AssertionError as e:  # the harness's leak check (or a start-up failure)
+        failures.append(f"harness: {str(e)[:800]}")
+    finally:
+        stop_load.set()
+        run.set()
+        if chaos is not None:
+            chaos.end()
+    t_main = time.monotonic() - t_begin
+
+    # kill -9 of the coordinator over the same (plain) real-like children
+    t9 = time.monotonic()
+    base_profiles = {name: dict(r["base"]) for name, r in roles.items()}
+    kill9 = real_like.kill9_phase(base_profiles, extra_args, n, log)
+    t_kill9 = time.monotonic() - t9
+
+    # ------------------------------------------------------------------- report
+    cnt = stats.counts
+    lost = cnt["lost"] + cnt["corrupt"]
+    if lost:
+        failures.append(f"{cnt['lost']} requests lost, {cnt['corrupt']} corrupt")
+    unexpected = {k: v for k, v in stats.statuses.items() if k not in real_like.REAL_ALLOWED}
+    if unexpected:
+        failures.append(f"error answers of kinds not allowed for real-like children: {unexpected}")
+    if cnt["sent"] == 0 or cnt["ok"] == 0:
+        failures.append("no request succeeded: the soak did not exercise anything")
+    orphans = []
+    if chaos is not None:
+        if chaos.errors:
+            failures.append(f"chaos loop errors: {chaos.errors[:3]}")
+        failures.extend(chaos.failures)
+        orphans += [(what, pid, desc) for what, pid, desc in chaos.orphans]
+    at_exit, left = result.get("exit_orphans", ([], []))
+    orphans += [("5 s after the coordinator's SIGTERM exit", p, d) for p, d in left]
+    if not kill9.get("ran"):
+        failures.append(f"kill -9 phase did not run: {kill9.get('error', '?')}")
+    orphans += [(f"{real_like.KILL9_BOUND:.0f} s after kill -9 of the coordinator", p, d)
+                for p, d in kill9.get("left", [])]
+    if orphans:
+        failures.append(f"{len(orphans)} orphan process(es): "
+                        + "; ".join(f"{what}: {pid} ({desc})" for what, pid, desc in orphans[:8]))
+    before, after = result.get("before"), result.get("after")
+    if before and after:
+        if after["rss_kb"] > before["rss_kb"] * 1.05:
+            failures.append(f"RSS grew {before['rss_kb']} -> {after['rss_kb']} kB "
+                            f"(+{100.0 * (after['rss_kb'] / before['rss_kb'] - 1):.1f}% > 5%)")
+        if after["fds"] > before["fds"] + 2:
+            failures.append(f"open fds grew {before['fds']} -> {after['fds']} (> +2): "
+                            f"before {dict(before['fd_kinds'])}, after {dict(after['fd_kinds'])}")
+    elif not any("coordinator" in f or "harness" in f for f in failures):
+        failures.append("RSS/fd measurements missing")
+
+    print()
+    print(f"=== real-like soak summary ({duration:.0f} s, {n} children, {args.clients} clients, "
+          f"seed {seed}) ===")
+    rows = [("requests sent", cnt["sent"]), ("answered 2xx", cnt["ok"]),
+            ("answered with an error", cnt["error"]), ("lost", cnt["lost"]),
+            ("corrupt 2xx", cnt["corrupt"])]
+    for kind in ("plain", "stream"):
+        rows.append((f"  {kind}: sent/ok/error/lost/corrupt",
+                     "/".join(str(stats.by_kind[(kind, o)])
+                              for o in ("sent", "ok", "error", "lost", "corrupt"))))
+    rows.append(("orphans", len(orphans)))
+    for label, value in rows:
+        print(f"{label:<40} {value:>12}")
+    if stats.statuses:
+        print("errors by kind:".ljust(40),
+              ", ".join(f"{k}: {v}" for k, v in stats.statuses.most_common()))
+    if stats.latencies:
+        lat = sorted(stats.latencies)
+        print(f"{'2xx latency p50 / p99 / max (s)':<40} "
+              f"{lat[len(lat) // 2]:.2f} / {lat[int(len(lat) * 0.99)]:.2f} / {lat[-1]:.2f}")
+    if chaos is not None:
+        print("chaos actions:".ljust(40), ", ".join(f"{k}: {v}" for k, v in sorted(chaos.actions.items()))
+              + f"; skipped: {chaos.skipped}")
+        print("checks:".ljust(40), ", ".join(f"{k}: {v}" for k, v in sorted(chaos.stats.items())) or "-")
+        if chaos.tree_clear_times:
+            print("killed launchers' trees gone after (s):".ljust(40),
+                  f"max {max(chaos.tree_clear_times):.2f}, mean "
+                  f"{sum(chaos.tree_clear_times) / len(chaos.tree_clear_times):.2f} "
+                  f"({len(chaos.tree_clear_times)} kills)")
+    print("marked processes after SIGTERM exit:".ljust(40),
+          f"{len(at_exit)} at exit, {len(left)} after 5 s")
+    if kill9.get("ran"):
+        print("kill -9 of the coordinator:".ljust(40),
+              f"{len(kill9['before'])} processes in its trees, {len(kill9['left'])} left after "
+              f"{real_like.KILL9_BOUND:.0f} s"
+              + (f" (all gone after {kill9['cleared_after']} s)" if kill9.get("cleared_after") is not None else ""))
+    if result.get("log"):
+        print("coordinator log:".ljust(40), ", ".join(f"{k}: {v}" for k, v in result["log"].items()))
+    if result.get("restarts"):
+        print("restarts per child (from /ready):".ljust(40), result["restarts"])
+    if before:
+        print(f"{'':<24}{'after warm-up':>16}{'after run':>16}")
+        print(f"{'coordinator RSS (kB)':<24}{before['rss_kb']:>16}{(after or {}).get('rss_kb', '-'):>16}")
+        print(f"{'coordinator open fds':<24}{before['fds']:>16}{(after or {}).get('fds', '-'):>16}")
+    if result.get("samples"):
+        s = result["samples"]
+        print(f"RSS under load (kB): min {min(x[1] for x in s)}, max {max(x[1] for x in s)}; "
+              f"fds under load: min {min(x[2] for x in s)}, max {max(x[2] for x in s)} "
+              f"({len(s)} samples)")
+    print(f"wall time: main run {t_main:.0f} s, kill -9 phase {t_kill9:.0f} s")
+    if stats.lost_groups:
+        print("lost/corrupt requests, by reason:")
+        for reason, k in stats.lost_groups.most_common():
+            print(f"  {k:>6} x {reason}")
+    print()
+    dirs = [d for d in (c.dir, kill9.get("dir")) if d and os.path.isdir(d)]
+    if failures:
+        print("SOAK FAILED:")
+        for f in failures:
+            print(f"  - {f}")
+        if dirs:
+            print(f"(coordinator dirs kept: {', '.join(dirs)})")
+        return 1
+    if keep_env != "1":
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
     print("SOAK PASSED")
     return 0
 
