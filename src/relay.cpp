@@ -42,20 +42,14 @@ struct WatchState {
   bool quota_retry = false;  // the child's log showed a quota signal: go elsewhere if nothing was delivered
 };
 
-void retry_relay_elsewhere(const std::weak_ptr<WatchState>& weak) {
+// Steers a relay from outside: sets `flag` and wakes its read from the child.
+// A cancel (`cancelled`) then closes the upstream connection, which is what
+// stops the real child's page; a quota signal (`quota_retry`) sends a request
+// that has delivered nothing to another child.
+void interrupt_relay(const std::weak_ptr<WatchState>& weak, bool WatchState::*flag) {
   const auto watch = weak.lock();
   if (!watch) return;
-  watch->quota_retry = true;
-  error_code ignored;
-  if (watch->upstream != nullptr) watch->upstream->socket().cancel(ignored);
-}
-
-// Ends a relay from outside (a cancel): its upstream connection is closed,
-// which is what stops the real child's page.
-void cancel_relay(const std::weak_ptr<WatchState>& weak) {
-  const auto watch = weak.lock();
-  if (!watch) return;
-  watch->cancelled = true;
+  (*watch).*flag = true;
   error_code ignored;
   if (watch->upstream != nullptr) watch->upstream->socket().cancel(ignored);
 }
@@ -300,8 +294,8 @@ class Relay {
       }
     } registered{context_.active, child, this};
     if (context_.active != nullptr) {
-      context_.active->add_attempt(child, this,
-                                   [weak = std::weak_ptr<WatchState>(watch_)] { retry_relay_elsewhere(weak); });
+      context_.active->add_attempt(
+          child, this, [weak = std::weak_ptr<WatchState>(watch_)] { interrupt_relay(weak, &WatchState::quota_retry); });
     }
     const std::string host = context_.registry.at(child).host;
     const int port = context_.registry.at(child).ports.api;
@@ -726,7 +720,8 @@ class Relay {
         scanned_.clear();
         if (current_child_) context_.registry.remember_req_id(*req_id_, *current_child_);
         if (context_.active != nullptr) {
-          context_.active->add(*req_id_, [weak = std::weak_ptr<WatchState>(watch_)] { cancel_relay(weak); });
+          context_.active->add(
+              *req_id_, [weak = std::weak_ptr<WatchState>(watch_)] { interrupt_relay(weak, &WatchState::cancelled); });
         }
       }
     }
