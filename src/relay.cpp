@@ -100,6 +100,17 @@ awaitable<void> end_cooldown(Registry* registry, std::size_t index, Clock::time_
   }
 }
 
+// A quota signal: the child cools down until `until`. The timer is started also
+// when it was cooling already: its deadline moved, and each timer ends the
+// cooldown only once the latest deadline has passed.
+void cool_down_for_quota_until(Registry& registry, const net::any_io_executor& executor, std::size_t child,
+                               Clock::time_point until, const std::string& why) {
+  registry.report_quota_exhausted(child, until, why, Clock::now());
+  if (registry.at(child).state == ChildState::cooling) {
+    net::co_spawn(executor, end_cooldown(&registry, child, until), LogEscapedException{"quota cooldown"});
+  }
+}
+
 // Seconds from a Retry-After header (delta-seconds form), if usable.
 std::optional<double> retry_after_seconds(std::string_view value) {
   if (value.empty() || value.size() > 9 || value.find_first_not_of("0123456789") != std::string_view::npos) {
@@ -359,15 +370,9 @@ class Relay {
   // A quota signal (530, an in-stream quota or rotation error): the child's
   // account is spent for now, so it cools down for its Retry-After or --quota-cooldown.
   void cool_down_for_quota(std::size_t child, std::optional<double> retry_after, const std::string& why) {
-    const auto now = Clock::now();
-    const auto until = now + to_duration(std::max(retry_after.value_or(config_.quota_cooldown), 0.001));
-    context_.registry.report_quota_exhausted(child, until, why, now);
-    // Also when it was cooling already: its deadline moved, and each timer
-    // ends the cooldown only once the latest deadline has passed.
-    if (context_.registry.at(child).state == ChildState::cooling) {
-      net::co_spawn(client_.get_executor(), end_cooldown(&context_.registry, child, until),
-                    LogEscapedException{"quota cooldown"});
-    }
+    cool_down_for_quota_until(context_.registry, client_.get_executor(), child,
+                              Clock::now() + to_duration(std::max(retry_after.value_or(config_.quota_cooldown), 0.001)),
+                              why);
   }
 
   // Outlier detection: a run of server errors takes the child out of rotation.
@@ -1007,12 +1012,8 @@ class Relay {
 
 void report_quota_from_child_log(ForwardContext& context, net::any_io_executor executor, std::size_t child,
                                  const std::string& why) {
-  const auto now = Clock::now();
-  const auto until = now + to_duration(context.config.quota_cooldown);
-  context.registry.report_quota_exhausted(child, until, why, now);
-  if (context.registry.at(child).state == ChildState::cooling) {
-    net::co_spawn(executor, end_cooldown(&context.registry, child, until), LogEscapedException{"quota cooldown"});
-  }
+  cool_down_for_quota_until(context.registry, executor, child,
+                            Clock::now() + to_duration(context.config.quota_cooldown), why);
   if (context.active != nullptr) context.active->retry_elsewhere(child);
 }
 
