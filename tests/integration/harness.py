@@ -638,7 +638,7 @@ class Coordinator:
         """Replace profile `name`'s ``_fake`` options (same cookie), atomically.
 
         A running child keeps the options it read at start; the new ones apply from its
-        next (re)start.  `fake` None removes ``_fake``.
+        next (re)start.  `fake` None leaves only :data:`FAST_FAKE_DEFAULTS`.
         """
         path = self.profile_paths[name]
         secret = self.secrets[name][0]
