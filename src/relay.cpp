@@ -427,6 +427,23 @@ class Relay {
     co_return Attempt::done;
   }
 
+  using Chunk = std::array<char, kRelayBufferBytes>;
+
+  // One piece of an answer's body from the child into `chunk`; `received`
+  // is what arrived (possibly something even when the read ended badly).
+  awaitable<ReadStatus> read_piece(beast::tcp_stream& upstream, beast::flat_buffer& buffer, Parser& parser,
+                                   Chunk& chunk, std::string_view& received, error_code& ec) {
+    auto& body = parser.get().body();
+    body.data = chunk.data();
+    body.size = chunk.size();
+    const ReadStatus read = co_await watched_read(
+        upstream,
+        [&](error_code& read_ec) { return http::async_read_some(upstream, buffer, parser, use_awaitable_ec(read_ec)); },
+        ec);
+    received = std::string_view(chunk.data(), chunk.size() - body.size);
+    co_return read;
+  }
+
   // A child's error answer: read whole (it is small) so that FastAPI's
   // {"detail": ...} reaches the client in the one OpenAI error shape.
   awaitable<Attempt> relay_error(std::size_t child, beast::tcp_stream& upstream, beast::flat_buffer& buffer,
@@ -436,19 +453,13 @@ class Relay {
     const unsigned status = response.result_int();
     const Child& chosen = context_.registry.at(child);
     std::string body;
-    std::array<char, kRelayBufferBytes> chunk;
+    Chunk chunk;
     ReadStatus read = ReadStatus::ok;
     error_code ec;
     while (!parser.is_done() && body.size() <= kMaxErrorBody) {
-      response.body().data = chunk.data();
-      response.body().size = chunk.size();
-      read = co_await watched_read(
-          upstream,
-          [&](error_code& read_ec) {
-            return http::async_read_some(upstream, buffer, parser, use_awaitable_ec(read_ec));
-          },
-          ec);
-      body.append(chunk.data(), chunk.size() - response.body().size);
+      std::string_view received;
+      read = co_await read_piece(upstream, buffer, parser, chunk, received, ec);
+      body.append(received);
       if (read != ReadStatus::ok) break;
     }
     if (read == ReadStatus::upstream_error) {
@@ -493,25 +504,16 @@ class Relay {
   awaitable<void> relay_body(std::size_t child, beast::tcp_stream& upstream, beast::flat_buffer& buffer,
                              Parser& parser) {
     delivered_ = true;  // an answer is on its way to the client: no retry from here on
-    auto& response = parser.get();
     // Not value-initialised: zero-filling 16 KiB per answer showed up in profiles.
     // (Reusing these buffers across requests was tried: no measurable gain.)
-    std::array<char, kRelayBufferBytes> chunk;
+    Chunk chunk;
     while (!parser.is_done()) {
-      response.body().data = chunk.data();
-      response.body().size = chunk.size();
       error_code ec;
-      const ReadStatus read = co_await watched_read(
-          upstream,
-          [&](error_code& read_ec) {
-            return http::async_read_some(upstream, buffer, parser, use_awaitable_ec(read_ec));
-          },
-          ec);
-      const std::size_t received = chunk.size() - response.body().size;
-      if (received > 0) {
-        note_upstream_bytes({chunk.data(), received});
-        delivered_ = true;
-        if (!co_await write_body(net::const_buffer(chunk.data(), received))) co_return;
+      std::string_view received;
+      const ReadStatus read = co_await read_piece(upstream, buffer, parser, chunk, received, ec);
+      if (!received.empty()) {
+        note_upstream_bytes(received);
+        if (!co_await write_body(net::buffer(received))) co_return;
       }
       if (read == ReadStatus::ok) continue;
       co_await end_broken_answer(child, read, ec);
@@ -538,18 +540,11 @@ class Relay {
     idle_deadline_ = now + to_duration(config_.stream_idle_timeout);
     stall_deadline_ = now + to_duration(config_.stall_timeout);
     StreamGate gate;
-    std::array<char, kRelayBufferBytes> chunk;
+    Chunk chunk;
     while (!parser.is_done()) {
-      response.body().data = chunk.data();
-      response.body().size = chunk.size();
       error_code ec;
-      const ReadStatus read = co_await watched_read(
-          upstream,
-          [&](error_code& read_ec) {
-            return http::async_read_some(upstream, buffer, parser, use_awaitable_ec(read_ec));
-          },
-          ec);
-      const std::string_view received(chunk.data(), chunk.size() - response.body().size);
+      std::string_view received;
+      const ReadStatus read = co_await read_piece(upstream, buffer, parser, chunk, received, ec);
       if (!received.empty()) {
         note_upstream_bytes(received);
         const std::optional<StreamError> failure = gate.take(received);

@@ -90,6 +90,17 @@ HELP_TEXT = _read_help()
 HAS_START_STAGGER = "--start-stagger" in HELP_TEXT
 
 
+def require_binary():
+    """The body of every integration module's setUpModule: the binary must exist
+    (``COORDINATOR_SKIP_IF_MISSING=1`` skips instead of failing)."""
+    import unittest
+    if not binary_available():
+        if os.environ.get("COORDINATOR_SKIP_IF_MISSING") == "1":
+            raise unittest.SkipTest(f"{COORDINATOR_BIN} not built")
+        raise RuntimeError(f"coordinator binary not found at {COORDINATOR_BIN} "
+                           f"(build it, or set COORDINATOR_BIN)")
+
+
 def has_flag(flag):
     """True if `flag` (e.g. "--pool-size") appears in the binary's --help (read at import)."""
     return re.search(re.escape(flag) + r"(?![\w-])", HELP_TEXT) is not None

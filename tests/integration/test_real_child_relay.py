@@ -20,13 +20,12 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Coordinator, binary_available, served_by, wait_until, COORDINATOR_BIN  # noqa: E402
+from harness import COORDINATOR_BIN, Coordinator, require_binary, served_by  # noqa: E402
 from test_streaming import SSEStream, chat_body, data_payload, parse_event  # noqa: E402
 
 
 def setUpModule():
-    if not binary_available():
-        raise RuntimeError(f"coordinator binary not found at {COORDINATOR_BIN} (build it, or set COORDINATOR_BIN)")
+    require_binary()
 
 
 def error_of(response):

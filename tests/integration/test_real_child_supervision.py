@@ -38,18 +38,14 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
-    COORDINATOR_BIN, FAKE_CHILD, HOST, Coordinator, binary_available, free_port, get, has_flag,
-    hold_port, pid_alive, storage_state, wait_until)
+    FAKE_CHILD, HOST, Coordinator, free_port, get, has_flag,
+    hold_port, pid_alive, require_binary, storage_state, wait_until)
 
 OUT_OF_REACH = "1000000000000000000"
 
 
 def setUpModule():
-    if not binary_available():
-        if os.environ.get("COORDINATOR_SKIP_IF_MISSING") == "1":
-            raise unittest.SkipTest(f"{COORDINATOR_BIN} not built")
-        raise RuntimeError(f"coordinator binary not found at {COORDINATOR_BIN} "
-                           f"(build it, or set COORDINATOR_BIN)")
+    require_binary()
     if not has_flag("--browser-mode"):
         raise unittest.SkipTest("the binary has no --browser-mode (older build)")
 
