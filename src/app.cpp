@@ -18,6 +18,7 @@
 #include "coordinator/orphan_guard.hpp"
 #include "coordinator/orphan_reaper.hpp"
 #include "coordinator/profiles.hpp"
+#include "coordinator/cooldown_timers.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/sd_notify.hpp"
 #include "coordinator/supervisor.hpp"
@@ -168,6 +169,7 @@ int run(const Config& config) {
 
   net::io_context io;
   Registry registry(std::move(children));
+  CooldownTimers cooldowns(io.get_executor(), registry);  // ends every 429, quota and ejection cooldown
   Dispatcher dispatcher(registry, config.balance, config.max_queue);
   registry.set_capacity_listener([&dispatcher] { dispatcher.pump(); });
   UpstreamPool pool(registry.size(), kIdleConnectionsPerChild, kMaxIdleAge);
@@ -213,7 +215,8 @@ int run(const Config& config) {
     if (supervisor) {
       supervisor->recycle(child, reason);
     } else {
-      registry.apply(child, ChildEvent::health_failed, reason, Clock::now());
+      // Attached: no process to restart; out of rotation until its health check passes.
+      registry.apply(child, ChildEvent::recycled, reason, Clock::now());
     }
   };
   auto fleet_extra = [&]() { return supervisor ? supervisor->fleet_json() : std::string{}; };

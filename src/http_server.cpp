@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "coordinator/child_client.hpp"
+#include "coordinator/errors.hpp"
 #include "coordinator/http_util.hpp"
 #include "coordinator/json_check.hpp"
 #include "coordinator/responses.hpp"
@@ -156,8 +158,8 @@ awaitable<void> HttpServer::accept_loop() {
       static const std::string kFull =
           "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
           "Connection: close\r\nRetry-After: 5\r\nContent-Length: " +
-          std::to_string(error_body("Too many connections.", "service_unavailable", "too_many_connections").size()) +
-          "\r\n\r\n" + error_body("Too many connections.", "service_unavailable", "too_many_connections");
+          std::to_string(error_body(errc::too_many_connections, "Too many connections.").size()) + "\r\n\r\n" +
+          error_body(errc::too_many_connections, "Too many connections.");
       error_code ignored;
       socket.non_blocking(true, ignored);
       socket.send(net::buffer(kFull), 0, ignored);
@@ -219,17 +221,17 @@ awaitable<void> HttpServer::run_session(tcp::socket socket) {
     if (block.problem == HeaderBlockCheck::Problem::too_many_fields ||
         (!block.complete && buffer.size() > kHeaderLimit)) {
       co_await reply_error(
-          stream, bad_request, 431,
-          "Request headers are larger than 64 KiB or more than " + std::to_string(kMaxFields) + " fields.",
-          "invalid_request_error", "headers_too_large", outcome, kCloseConnection);
+          stream, bad_request, errc::headers_too_large,
+          "Request headers are larger than 64 KiB or more than " + std::to_string(kMaxFields) + " fields.", outcome,
+          kCloseConnection);
       break;
     }
     if (block.problem != HeaderBlockCheck::Problem::none) {
-      co_await reply_error(stream, bad_request, 400,
+      co_await reply_error(stream, bad_request, errc::bad_request,
                            block.problem == HeaderBlockCheck::Problem::obs_fold
                                ? "Malformed HTTP request: folded header lines (obs-fold) are not accepted."
                                : "Malformed HTTP request: lines must end with CRLF.",
-                           "invalid_request_error", "bad_request", outcome, kCloseConnection);
+                           outcome, kCloseConnection);
       break;
     }
     http::request_parser<http::string_body> parser;
@@ -237,14 +239,14 @@ awaitable<void> HttpServer::run_session(tcp::socket socket) {
     parser.body_limit(config_.max_body);
     co_await http::async_read_header(stream, buffer, parser, use_awaitable_ec(ec));
     if (ec == http::error::header_limit) {
-      co_await reply_error(stream, bad_request, 431, "Request headers are larger than 64 KiB.", "invalid_request_error",
-                           "headers_too_large", outcome, kCloseConnection);
+      co_await reply_error(stream, bad_request, errc::headers_too_large, "Request headers are larger than 64 KiB.",
+                           outcome, kCloseConnection);
       break;
     }
     if (ec == http::error::body_limit) {
-      co_await reply_error(stream, bad_request, 413,
-                           "Request body is larger than " + std::to_string(config_.max_body) + " bytes.",
-                           "invalid_request_error", "body_too_large", outcome, kCloseConnection);
+      co_await reply_error(stream, bad_request, errc::body_too_large,
+                           "Request body is larger than " + std::to_string(config_.max_body) + " bytes.", outcome,
+                           kCloseConnection);
       break;
     }
     if (ec == beast::error::timeout || ec == http::error::end_of_stream || ec == net::error::eof ||
@@ -252,23 +254,24 @@ awaitable<void> HttpServer::run_session(tcp::socket socket) {
       break;
     }
     if (ec) {
-      co_await reply_error(stream, bad_request, 400, "Malformed HTTP request: " + ec.message() + ".",
-                           "invalid_request_error", "bad_request", outcome, kCloseConnection);
+      co_await reply_error(stream, bad_request, errc::bad_request, "Malformed HTTP request: " + ec.message() + ".",
+                           outcome, kCloseConnection);
       break;
     }
     const auto& head = parser.get();
     // RFC 9112 6.3: a Transfer-Encoding that does not end in chunked leaves the
     // body's length unknown; reading on would let the body pass as a request.
     if (head.count(http::field::transfer_encoding) > 0 && !parser.chunked()) {
-      co_await reply_error(stream, bad_request, 400, "Malformed HTTP request: Transfer-Encoding must end with chunked.",
-                           "invalid_request_error", "bad_request", outcome, kCloseConnection);
+      co_await reply_error(stream, bad_request, errc::bad_request,
+                           "Malformed HTTP request: Transfer-Encoding must end with chunked.", outcome,
+                           kCloseConnection);
       break;
     }
     const std::size_t header_fields = static_cast<std::size_t>(std::distance(head.begin(), head.end()));
     if (const auto length = parser.content_length(); length && *length > config_.max_body) {
-      co_await reply_error(stream, bad_request, 413,
-                           "Request body is larger than " + std::to_string(config_.max_body) + " bytes.",
-                           "invalid_request_error", "body_too_large", outcome, kCloseConnection);
+      co_await reply_error(stream, bad_request, errc::body_too_large,
+                           "Request body is larger than " + std::to_string(config_.max_body) + " bytes.", outcome,
+                           kCloseConnection);
       break;
     }
     if (iequals(head[http::field::expect], "100-continue") && !parser.is_done()) {
@@ -279,16 +282,16 @@ awaitable<void> HttpServer::run_session(tcp::socket socket) {
     stream.expires_after(kBodyReadTimeout);
     co_await http::async_read(stream, buffer, parser, use_awaitable_ec(ec));
     if (ec == http::error::body_limit) {
-      co_await reply_error(stream, bad_request, 413,
-                           "Request body is larger than " + std::to_string(config_.max_body) + " bytes.",
-                           "invalid_request_error", "body_too_large", outcome, kCloseConnection);
+      co_await reply_error(stream, bad_request, errc::body_too_large,
+                           "Request body is larger than " + std::to_string(config_.max_body) + " bytes.", outcome,
+                           kCloseConnection);
       break;
     }
     if (ec) {
       if (ec != beast::error::timeout && ec != net::error::eof && ec != http::error::partial_message &&
           ec != net::error::connection_reset) {
-        co_await reply_error(stream, bad_request, 400, "Malformed HTTP request body: " + ec.message() + ".",
-                             "invalid_request_error", "bad_request", outcome, kCloseConnection);
+        co_await reply_error(stream, bad_request, errc::bad_request,
+                             "Malformed HTTP request body: " + ec.message() + ".", outcome, kCloseConnection);
       }
       break;
     }
@@ -358,9 +361,10 @@ awaitable<bool> HttpServer::reply_text(beast::tcp_stream& stream, const http::re
 }
 
 awaitable<bool> HttpServer::reply_error(beast::tcp_stream& stream, const http::request<http::string_body>& request,
-                                        unsigned status, std::string message, std::string type, std::string code,
-                                        ForwardResult& outcome, ExtraHeaders extra) {
-  co_return co_await reply(stream, request, status, error_body(message, type, code), outcome, std::move(extra));
+                                        errc error, std::string message, ForwardResult& outcome, ExtraHeaders extra) {
+  const ErrorSpec& spec = spec_of(error);
+  if (spec.retry_after > 0) extra.emplace_back("Retry-After", std::to_string(spec.retry_after));
+  co_return co_await reply(stream, request, spec.status, error_body(error, message), outcome, std::move(extra));
 }
 
 awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request<http::string_body>& request,
@@ -370,7 +374,7 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
   auto wrong_method = [&](std::string allowed) {
     std::string message =
         "Method " + std::string(request.method_string()) + " is not allowed on " + std::string(path) + ".";
-    return reply_error(stream, request, 405, std::move(message), "invalid_request_error", "method_not_allowed", outcome,
+    return reply_error(stream, request, errc::method_not_allowed, std::move(message), outcome,
                        ExtraHeaders{{"Allow", std::move(allowed)}});
   };
 
@@ -379,9 +383,9 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
       path.substr(0, 4) == "/v1/" || path.substr(0, 7) == "/admin/" || (path == "/metrics" && config_.protect_metrics);
   if (needs_key &&
       !services_.api_keys.allows(presented_key(request[http::field::authorization], request["X-API-Key"]))) {
-    co_return co_await reply_error(stream, request, 401,
+    co_return co_await reply_error(stream, request, errc::invalid_api_key,
                                    "Invalid or missing API key: send Authorization: Bearer KEY or X-API-Key: KEY.",
-                                   "invalid_request_error", "invalid_api_key", outcome, kAskForBearer);
+                                   outcome, kAskForBearer);
   }
 
   // HEAD is answered like GET, without the body, where the coordinator itself answers.
@@ -422,8 +426,8 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
     const JsonCheck body = check_json(request.body());
     if (!body.is_object) {
       const std::string why = body.valid ? "the body is not a JSON object" : body.error;
-      co_return co_await reply_error(stream, request, 400, "Request body must be a JSON object: " + why + ".",
-                                     "invalid_request_error", "invalid_json", outcome);
+      co_return co_await reply_error(stream, request, errc::invalid_json,
+                                     "Request body must be a JSON object: " + why + ".", outcome);
     }
     std::string client_address = address_text(peer);
     outcome = co_await forward_request(forward_, stream, request, body.stream_requested, /*takes_slot=*/true,
@@ -434,33 +438,29 @@ awaitable<bool> HttpServer::route(beast::tcp_stream& stream, const http::request
     if (method != http::verb::post) co_return co_await wrong_method("POST");
     const std::string_view req_id = path.substr(kCancelPrefix.size());
     if (!is_valid_req_id(req_id)) {
-      co_return co_await reply_error(stream, request, 400, "req_id must be 1-128 letters, digits, '-' or '_'.",
-                                     "invalid_request_error", "invalid_req_id", outcome);
+      co_return co_await reply_error(stream, request, errc::invalid_req_id,
+                                     "req_id must be 1-128 letters, digits, '-' or '_'.", outcome);
     }
     co_return co_await broadcast_cancel(stream, request, std::string(req_id), outcome);
   }
-  co_return co_await reply_error(stream, request, 404, "No route for " + std::string(path) + ".",
-                                 "invalid_request_error", "not_found", outcome);
+  co_return co_await reply_error(stream, request, errc::not_found, "No route for " + std::string(path) + ".", outcome);
 }
 
 awaitable<bool> HttpServer::route_admin(beast::tcp_stream& stream, const http::request<http::string_body>& request,
                                         std::string_view path, const net::ip::address& peer, ForwardResult& outcome) {
   if (!config_.admin_remote && !peer.is_loopback()) {
-    co_return co_await reply_error(stream, request, 403,
-                                   "The admin API answers loopback clients only (see --admin-remote).",
-                                   "permission_error", "admin_not_local", outcome);
+    co_return co_await reply_error(stream, request, errc::admin_not_local,
+                                   "The admin API answers loopback clients only (see --admin-remote).", outcome);
   }
   const http::verb method = request.method();
   if (path == "/admin/children") {
     if (method != http::verb::get) {
-      co_return co_await reply_error(stream, request, 405, "Use GET.", "invalid_request_error", "method_not_allowed",
-                                     outcome, kAllowGet);
+      co_return co_await reply_error(stream, request, errc::method_not_allowed, "Use GET.", outcome, kAllowGet);
     }
     co_return co_await reply(stream, request, 200, children_json(registry_, Clock::now()), outcome);
   }
   if (method != http::verb::post) {
-    co_return co_await reply_error(stream, request, 405, "Use POST.", "invalid_request_error", "method_not_allowed",
-                                   outcome, kAllowPost);
+    co_return co_await reply_error(stream, request, errc::method_not_allowed, "Use POST.", outcome, kAllowPost);
   }
   std::string error;
   std::string action;
@@ -480,20 +480,18 @@ awaitable<bool> HttpServer::route_admin(beast::tcp_stream& stream, const http::r
                           : action == "undrain" ? &services_.admin.undrain
                                                 : nullptr;
     if (handler == nullptr || name.empty()) {
-      co_return co_await reply_error(stream, request, 404, "No admin route for " + std::string(path) + ".",
-                                     "invalid_request_error", "not_found", outcome);
+      co_return co_await reply_error(stream, request, errc::not_found, "No admin route for " + std::string(path) + ".",
+                                     outcome);
     }
     if (!index) {
-      co_return co_await reply_error(stream, request, 404, "No child named '" + name + "'.", "invalid_request_error",
-                                     "unknown_child", outcome);
+      co_return co_await reply_error(stream, request, errc::unknown_child, "No child named '" + name + "'.", outcome);
     }
     action += " " + name;
     error = *handler ? (*handler)(*index) : "not available in this mode";
   }
   if (!error.empty()) {
     spdlog::warn("admin {} refused: {}", action, error);
-    co_return co_await reply_error(stream, request, 409, error, "invalid_request_error", "admin_action_refused",
-                                   outcome);
+    co_return co_await reply_error(stream, request, errc::admin_action_refused, error, outcome);
   }
   spdlog::info("admin {} done (request {})", action, request["X-Request-Id"]);
   nlohmann::json body = {{"success", true}, {"action", action}};

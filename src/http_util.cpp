@@ -14,15 +14,6 @@ std::string dump_json(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string error_body(std::string_view message, std::string_view type, std::string_view code) {
-  nlohmann::json body = {{"error", {{"message", message}, {"type", type}, {"code", code}}}};
-  return dump_json(body);
-}
-
-std::string stream_abort_events(std::string_view message, std::string_view type, std::string_view code) {
-  return "data: " + error_body(message, type, code) + "\n\ndata: [DONE]\n\n";
-}
-
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));

@@ -77,7 +77,10 @@ bool Registry::report_rate_limited(std::size_t index, Clock::time_point until, C
   child.cooling_until = until;
   ++child.cooldowns;
   const auto seconds = std::chrono::duration<double>(until - now).count();
-  return apply(index, ChildEvent::rate_limited, fmt::format("rate limited (429) for {:.0f} s", seconds), now);
+  const bool changed =
+      apply(index, ChildEvent::rate_limited, fmt::format("rate limited (429) for {:.0f} s", seconds), now);
+  if (changed) notify_cooling(index);
+  return changed;
 }
 
 bool Registry::report_quota_exhausted(std::size_t index, Clock::time_point until, std::string_view why,
@@ -86,7 +89,11 @@ bool Registry::report_quota_exhausted(std::size_t index, Clock::time_point until
   child.cooling_until = until;
   ++child.quota_cooldowns;
   const auto seconds = std::chrono::duration<double>(until - now).count();
-  return apply(index, ChildEvent::quota_signal, fmt::format("{}; cooling down for {:.0f} s", why, seconds), now);
+  const bool changed =
+      apply(index, ChildEvent::quota_signal, fmt::format("{}; cooling down for {:.0f} s", why, seconds), now);
+  // Also when it was cooling already: its deadline moved.
+  if (child.state == ChildState::cooling) notify_cooling(index);
+  return changed;
 }
 
 std::optional<Clock::time_point> Registry::report_answer(std::size_t index, unsigned status,
@@ -112,7 +119,12 @@ std::optional<Clock::time_point> Registry::report_answer(std::size_t index, unsi
         fmt::format("ejected for {:g} s after {} server errors in a row (last {})",
                     std::chrono::duration<double>(duration).count(), run, status),
         now);
+  notify_cooling(index);
   return child.cooling_until;
+}
+
+void Registry::notify_cooling(std::size_t index) {
+  if (cooling_listener_) cooling_listener_(index, children_.at(index).cooling_until);
 }
 
 bool Registry::report_spawned(std::size_t index, int pid, Clock::time_point now) {

@@ -42,10 +42,4 @@ awaitable<bool> send_text(beast::tcp_stream& client, unsigned version, unsigned 
   co_return co_await write_response(client, response, timeout, head_only);
 }
 
-awaitable<bool> send_error(beast::tcp_stream& client, unsigned version, unsigned status, std::string message,
-                           std::string type, std::string code, bool keep_alive, Clock::duration timeout,
-                           ExtraHeaders extra) {
-  co_return co_await send_json(client, version, status, error_body(message, type, code), keep_alive, timeout, extra);
-}
-
 }  // namespace coordinator

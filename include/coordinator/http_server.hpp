@@ -7,6 +7,7 @@
 #include "coordinator/api_keys.hpp"
 #include "coordinator/asio.hpp"
 #include "coordinator/config.hpp"
+#include "coordinator/errors.hpp"
 #include "coordinator/metrics.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/relay.hpp"
@@ -60,8 +61,7 @@ class HttpServer {
   void close_all_connections();
   // A child's log showed a quota hit: cool it down, send its unserved attempts elsewhere.
   void note_child_quota(std::size_t child) {
-    report_quota_from_child_log(forward_, io_.get_executor(), child,
-                                "out of quota (its log: GLOBAL ALERT: Quota Exceeded!)");
+    report_quota_from_child_log(forward_, child, "out of quota (its log: GLOBAL ALERT: Quota Exceeded!)");
   }
 
  private:
@@ -81,9 +81,8 @@ class HttpServer {
   // 200 with a non-JSON body (metrics, the status page); no body for HEAD.
   awaitable<bool> reply_text(beast::tcp_stream& stream, const http::request<http::string_body>& request,
                              std::string body, std::string content_type, ForwardResult& outcome);
-  awaitable<bool> reply_error(beast::tcp_stream& stream, const http::request<http::string_body>& request,
-                              unsigned status, std::string message, std::string type, std::string code,
-                              ForwardResult& outcome, ExtraHeaders extra = {});
+  awaitable<bool> reply_error(beast::tcp_stream& stream, const http::request<http::string_body>& request, errc error,
+                              std::string message, ForwardResult& outcome, ExtraHeaders extra = {});
   bool keep_alive_for(const http::request<http::string_body>& request) const;
   awaitable<bool> route_admin(beast::tcp_stream& stream, const http::request<http::string_body>& request,
                               std::string_view path, const net::ip::address& peer, ForwardResult& outcome);

@@ -6,21 +6,15 @@
 #include <string>
 #include <string_view>
 
+#include "coordinator/errors.hpp"
+
 namespace coordinator {
 
 // Serialises JSON that may hold bytes from outside (request paths, file
 // names): invalid UTF-8 is replaced, never thrown on.
 std::string dump_json(const nlohmann::json& value);
 
-// The one OpenAI-style error body every error made by the coordinator uses.
-std::string error_body(std::string_view message, std::string_view type, std::string_view code);
-
-// The SSE event that ends a stream whose child failed after bytes were sent
-// (or, with another type and code, a committed stream that failed otherwise).
-inline constexpr std::string_view kStreamAbortType = "upstream_error";
-inline constexpr std::string_view kStreamAbortCode = "child_stream_aborted";
-std::string stream_abort_events(std::string_view message, std::string_view type = kStreamAbortType,
-                                std::string_view code = kStreamAbortCode);
+// error_body and stream_abort_events: see errors.hpp.
 
 // True for headers that describe one connection and must not be forwarded
 // (RFC 9110 section 7.6.1), compared case-insensitively.

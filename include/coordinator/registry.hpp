@@ -78,6 +78,11 @@ class Registry {
   // Called after any change that may let a waiting request go (a child
   // became ready, a slot came free).
   void set_capacity_listener(std::function<void()> listener) { capacity_listener_ = std::move(listener); }
+  // Called when a child goes cooling (429, quota, ejection) or its cooldown
+  // moves: the control plane owns the timer that ends it (CooldownTimers).
+  void set_cooling_listener(std::function<void(std::size_t, Clock::time_point)> listener) {
+    cooling_listener_ = std::move(listener);
+  }
 
   // Which child holds a req_id, as seen in streamed chunk ids.
   void remember_req_id(const std::string& req_id, std::size_t index) { req_owners_[req_id] = index; }
@@ -89,10 +94,12 @@ class Registry {
 
  private:
   void notify_capacity();
+  void notify_cooling(std::size_t index);
 
   std::deque<Child> children_;  // a deque: adding a slot never moves the others
   std::size_t cursor_ = 0;
   std::function<void()> capacity_listener_;
+  std::function<void(std::size_t, Clock::time_point)> cooling_listener_;
   std::unordered_map<std::string, std::size_t> req_owners_;
 };
 

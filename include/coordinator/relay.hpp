@@ -1,54 +1,41 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "coordinator/asio.hpp"
+#include "coordinator/child_client.hpp"
 #include "coordinator/config.hpp"
 #include "coordinator/dispatcher.hpp"
 #include "coordinator/metrics.hpp"
 #include "coordinator/registry.hpp"
-#include "coordinator/responses.hpp"
+#include "coordinator/relay_signals.hpp"
 #include "coordinator/upstream.hpp"
 
 namespace coordinator {
 
-// Relays in progress, by the child's req_id (seen in their answers), so that
-// POST /v1/cancel/{req_id} can end one: the real child stops a request in
-// progress only when its connection closes.
+// Relays in progress, so that something outside can steer one: POST
+// /v1/cancel/{req_id} ends the relay of that req_id (the real child stops a
+// request in progress only when its connection closes), and a quota signal in
+// a child's log sends that child's attempts that delivered nothing elsewhere.
 class ActiveRelays {
  public:
-  void add(const std::string& req_id, std::function<void()> cancel) { cancellers_[req_id] = std::move(cancel); }
-  void remove(const std::string& req_id) { cancellers_.erase(req_id); }
+  void add(const std::string& req_id, std::weak_ptr<RelaySignals> signals) { by_req_id_[req_id] = std::move(signals); }
+  void remove(const std::string& req_id) { by_req_id_.erase(req_id); }
   // Ends the relay of `req_id`; false when none is in progress.
-  bool cancel(const std::string& req_id) {
-    const auto found = cancellers_.find(req_id);
-    if (found == cancellers_.end()) return false;
-    auto cancel_it = std::move(found->second);
-    cancellers_.erase(found);
-    cancel_it();
-    return true;
-  }
+  bool cancel(const std::string& req_id);
 
-  // Attempts in progress on each child, so that a quota signal seen in the
-  // child's log can send the ones that have delivered nothing to another child.
-  void add_attempt(std::size_t child, const void* key, std::function<void()> retry_elsewhere) {
-    attempts_[child][key] = std::move(retry_elsewhere);
-  }
-  void remove_attempt(std::size_t child, const void* key) {
-    if (const auto found = attempts_.find(child); found != attempts_.end()) found->second.erase(key);
-  }
-  void retry_elsewhere(std::size_t child) {
-    const auto found = attempts_.find(child);
-    if (found == attempts_.end()) return;
-    const auto callbacks = found->second;  // a callback may remove itself
-    for (const auto& [key, retry] : callbacks) retry();
-  }
+  // No allocation once warm: this runs for every request.
+  void add_attempt(std::size_t child, RelaySignals* signals);
+  void remove_attempt(std::size_t child, RelaySignals* signals);
+  void retry_elsewhere(std::size_t child);
 
  private:
-  std::unordered_map<std::string, std::function<void()>> cancellers_;
-  std::unordered_map<std::size_t, std::unordered_map<const void*, std::function<void()>>> attempts_;
+  std::unordered_map<std::string, std::weak_ptr<RelaySignals>> by_req_id_;
+  std::vector<std::vector<RelaySignals*>> attempts_;  // by child
 };
 
 // What the router needs to forward requests: settings, the children, who
@@ -84,16 +71,6 @@ awaitable<ForwardResult> forward_request(ForwardContext& context, beast::tcp_str
 // The child's own log says its account ran out of quota (the real child then
 // re-queues a non-streamed request until its 420 s timeout): it cools down for
 // --quota-cooldown, and its attempts that have delivered nothing go elsewhere.
-void report_quota_from_child_log(ForwardContext& context, net::any_io_executor executor, std::size_t child,
-                                 const std::string& why);
-
-// Sends POST /v1/cancel/{req_id} to one child with the client's credentials
-// (`auth`: Authorization and X-API-Key, empty values left out); logs the outcome.
-// Returns the child's status, 0 when it did not answer.
-awaitable<unsigned> cancel_on_child(std::string child, std::string host, int port, std::string req_id,
-                                    Clock::duration timeout, ExtraHeaders auth);
-
-// The client's credentials, to be carried by the coordinator's own calls to a child.
-ExtraHeaders credentials_of(const http::request<http::string_body>& request);
+void report_quota_from_child_log(ForwardContext& context, std::size_t child, const std::string& why);
 
 }  // namespace coordinator

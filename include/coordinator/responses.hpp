@@ -22,11 +22,4 @@ awaitable<bool> send_text(beast::tcp_stream& client, unsigned version, unsigned 
                           std::string content_type, bool keep_alive, Clock::duration timeout, bool head_only = false,
                           ExtraHeaders extra = {});
 
-// The same with the OpenAI-style error body.
-// Coroutine parameters are owned strings: a view would dangle once the
-// caller's temporary is gone.
-awaitable<bool> send_error(beast::tcp_stream& client, unsigned version, unsigned status, std::string message,
-                           std::string type, std::string code, bool keep_alive, Clock::duration timeout,
-                           ExtraHeaders extra = {});
-
 }  // namespace coordinator

@@ -88,7 +88,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   check_error_json(coordinator::error_body(message, type, code), message, type, code);
 
-  const std::string events = coordinator::stream_abort_events(message);
+  const std::string events = coordinator::stream_abort_events(coordinator::errc::child_stream_aborted, message);
   constexpr std::string_view kPrefix = "data: ";
   constexpr std::string_view kSuffix = "\n\ndata: [DONE]\n\n";
   FUZZ_CHECK(events.size() > kPrefix.size() + kSuffix.size());

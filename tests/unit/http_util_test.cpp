@@ -20,7 +20,7 @@ TEST(HttpUtil, ErrorBodyEscapesItsMessage) {
 }
 
 TEST(HttpUtil, StreamAbortEndsWithDone) {
-  const std::string events = stream_abort_events("child x broke off");
+  const std::string events = stream_abort_events(errc::child_stream_aborted, "child x broke off");
   EXPECT_EQ(events.rfind("data: {", 0), 0u);
   EXPECT_NE(events.find("\"code\":\"child_stream_aborted\""), std::string::npos);
   EXPECT_NE(events.find("\"type\":\"upstream_error\""), std::string::npos);

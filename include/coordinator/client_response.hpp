@@ -1,0 +1,92 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "coordinator/asio.hpp"
+#include "coordinator/errors.hpp"
+#include "coordinator/relay_deadlines.hpp"
+#include "coordinator/relay_signals.hpp"
+#include "coordinator/responses.hpp"
+
+namespace coordinator {
+
+using Request = http::request<http::string_body>;
+
+// Everything that goes to the client of one relayed request: the head (the
+// child's, or an SSE head of our own when heartbeats must start first), the
+// framing (length, chunked or close), body pieces, heartbeats, the error event
+// and [DONE] that end a broken stream, and whether the connection can carry
+// another request. One per request; knows nothing of children.
+class ClientResponse {
+ public:
+  ClientResponse(beast::tcp_stream& client, const Request& request, bool keep_alive, Clock::duration send_timeout,
+                 RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals);
+
+  // Starts the answer with a child's head (status, fields; hop-by-hop fields
+  // dropped); `length` is its body's, when known. A non-stream head waits to go
+  // out with the first body bytes.
+  awaitable<bool> start(const http::response_header<>& child_head, std::optional<std::uint64_t> length,
+                        bool stream_mode);
+  awaitable<bool> send(std::string_view bytes);
+  // Ends the body (the last chunk, or the held head of an empty body); the
+  // connection may then carry another request if both sides allow it.
+  awaitable<bool> finish();
+  // A comment line that keeps a silent stream alive; before any answer it
+  // commits to a 200 SSE answer of our own.
+  awaitable<bool> heartbeat();
+
+  // An error made by the coordinator: the JSON error before anything was
+  // sent, else the error event that ends the stream. `retry_after` > 0
+  // overrides the table's Retry-After.
+  awaitable<void> fail(errc error, std::string message, long retry_after = 0);
+  // Ends an answer that has started: an SSE error event and [DONE] when the
+  // client reads a stream, else just a closed connection. `type` and `code`
+  // may be a child's own error's.
+  awaitable<void> abort(std::string message, std::string_view type, std::string_view code);
+  awaitable<void> abort(errc error, std::string message);
+  // Ends a stream with `events` already written as SSE (the child's last
+  // events and our error event); the connection is not reused.
+  awaitable<void> end_stream_with(std::string events);
+
+  bool committed() const { return committed_; }
+  bool gone() const { return signals_->client_gone; }
+  // The client reads an event stream (the child's, or our heartbeats').
+  bool reading_events() const { return sse_; }
+  bool reusable() const { return reusable_; }
+  unsigned status() const { return status_; }
+  std::uint64_t bytes_sent() const { return bytes_sent_; }
+  double stream_ttfb() const { return stream_ttfb_; }
+  void mark_gone();
+
+ private:
+  enum class Framing { length, chunked, close };
+
+  http::response<http::empty_body> head_from(const http::response_header<>& child_head);
+  awaitable<bool> write_now(const http::response<http::empty_body>& head);
+  awaitable<bool> write(net::const_buffer head, net::const_buffer data, bool last_chunk);
+
+  beast::tcp_stream& client_;
+  const Request& request_;
+  const Clock::duration send_timeout_;
+  RelayDeadlines& deadlines_;
+  std::shared_ptr<RelaySignals> signals_;
+  const Clock::time_point started_ = Clock::now();
+  bool keep_alive_;
+  bool committed_ = false;
+  bool sse_ = false;
+  bool reusable_ = false;
+  Framing framing_ = Framing::length;
+  std::string pending_head_;  // a non-stream answer's head, sent with its first body bytes
+  unsigned status_ = 0;
+  std::uint64_t bytes_sent_ = 0;
+  double stream_ttfb_ = -1;
+};
+
+// Beast's serialization of a response head, as one string (no stream object).
+std::string serialize_head(const http::response<http::empty_body>& head);
+
+}  // namespace coordinator

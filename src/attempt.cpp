@@ -1,0 +1,482 @@
+#include "coordinator/attempt.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <limits>
+
+#include "coordinator/child_answers.hpp"
+#include "coordinator/errors.hpp"
+
+namespace coordinator {
+
+namespace {
+
+constexpr std::size_t kRelayBufferBytes = std::size_t{16} * 1024;
+constexpr std::size_t kReqIdScanBytes = std::size_t{8} * 1024;
+// A child's error answer is read whole to be put in the OpenAI shape; one
+// larger than this is relayed as it is.
+constexpr std::size_t kMaxErrorBody = std::size_t{64} * 1024;
+// Sending a small request to a local child never takes long; the connect
+// timeout bounds the handshake, this the write.
+constexpr auto kSendSlack = std::chrono::seconds(25);
+
+std::optional<double> retry_after_seconds(std::string_view value) {
+  if (value.empty() || value.size() > 9 || value.find_first_not_of("0123456789") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  return std::stod(std::string(value));
+}
+
+bool is_event_stream(std::string_view content_type) {
+  return content_type.substr(0, std::min<std::size_t>(content_type.size(), 17)) == "text/event-stream";
+}
+
+// The length of a child's body as the client will be told it, when known.
+std::optional<std::uint64_t> body_length(const http::response_parser<http::buffer_body>& parser) {
+  const unsigned status = parser.get().result_int();
+  if (status == 204 || status == 304 || (status >= 100 && status < 200)) return 0;
+  if (parser.chunked()) return std::nullopt;
+  if (const auto length = parser.content_length()) return *length;
+  return std::nullopt;
+}
+
+}  // namespace
+
+void ReqIdWatch::scan(std::string_view bytes) {
+  if (req_id_ || scanned_.size() >= kReqIdScanBytes) return;
+  scanned_.append(bytes.substr(0, kReqIdScanBytes - scanned_.size()));
+  req_id_ = extract_req_id(scanned_);
+  if (!req_id_) return;
+  scanned_.clear();
+  if (on_found_) on_found_(*req_id_);
+}
+
+struct ChildAttempt::Exchange {
+  explicit Exchange(beast::tcp_stream& stream) : upstream(stream) {
+    buffer.reserve(kRelayBufferBytes);  // a typical answer's head and body in one read, not two
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+    parser.header_limit(64 * 1024);
+  }
+  beast::tcp_stream& upstream;
+  beast::flat_buffer buffer;
+  Parser parser;
+  // Not value-initialised: zero-filling 16 KiB per answer showed up in profiles.
+  std::array<char, kRelayBufferBytes> chunk;
+};
+
+ChildAttempt::ChildAttempt(std::size_t index, const Child& child, UpstreamPool& pool,
+                           http::request<http::string_body>& request, ClientResponse& client, RelayDeadlines& deadlines,
+                           std::shared_ptr<RelaySignals> signals, net::steady_timer& timer, ReqIdWatch& req_ids,
+                           const AttemptSettings& settings)
+    : index_(index),
+      child_(child),
+      pool_(pool),
+      request_(request),
+      client_(client),
+      deadlines_(deadlines),
+      signals_(std::move(signals)),
+      timer_(timer),
+      req_ids_(req_ids),
+      settings_(settings) {}
+
+awaitable<AttemptOutcome> ChildAttempt::run() {
+  request_.set(http::field::host, child_.host + ":" + std::to_string(child_.ports.api));
+  AttemptOutcome refused;
+  refused.end = AttemptEnd::refused;
+  for (int connection_try = 0; connection_try < 2; ++connection_try) {
+    std::optional<beast::tcp_stream> upstream = pool_.take(index_);
+    const bool pooled = upstream.has_value();
+    error_code ec;
+    if (!upstream) {
+      auto fresh = co_await connect_to_child(child_.host, child_.ports.api, settings_.connect_timeout, ec);
+      if (!fresh) {
+        refused.connect_failed = true;
+        refused.error = ec == beast::error::timeout ? std::string("connect timed out") : "connect: " + ec.message();
+        co_return refused;
+      }
+      upstream.emplace(std::move(*fresh));
+    }
+    upstream->expires_after(settings_.connect_timeout + kSendSlack);
+    co_await http::async_write(*upstream, request_, use_awaitable_ec(ec));
+    upstream->expires_never();
+    if (ec) {
+      refused.error = "send: " + ec.message();
+      if (pooled) continue;
+      co_return refused;
+    }
+    deadlines_.sent_to_child(Clock::now());
+    Exchange exchange(*upstream);
+    const Read read = co_await watched_read(
+        *upstream,
+        [&](error_code& read_ec) {
+          return http::async_read_header(*upstream, exchange.buffer, exchange.parser, use_awaitable_ec(read_ec));
+        },
+        ec);
+    if (read == Read::ok) {
+      co_return co_await answer(exchange);
+    }
+    if (read == Read::upstream_error) {
+      refused.error = "no answer: " + ec.message();
+      if (pooled && exchange.buffer.size() == 0) continue;
+      co_return refused;
+    }
+    co_return ended_by(read, ec, false);
+  }
+  co_return refused;
+}
+
+AttemptOutcome ChildAttempt::ended_by(Read read, const error_code& ec, bool mid_answer) const {
+  AttemptOutcome outcome;
+  outcome.mid_answer = mid_answer;
+  switch (read) {
+    case Read::ok:
+      break;
+    case Read::quota_retry:
+      outcome.end = AttemptEnd::refused;
+      outcome.quota = true;
+      outcome.error = "its log shows its account out of quota";
+      break;
+    case Read::upstream_error:
+      outcome.end = AttemptEnd::broke_off;
+      outcome.error = ec.message();
+      break;
+    case Read::client_gone:
+      outcome.end = AttemptEnd::client_gone;
+      break;
+    case Read::cancelled:
+      outcome.end = AttemptEnd::cancelled;
+      break;
+    case Read::stalled:
+      outcome.end = AttemptEnd::stalled;
+      break;
+    case Read::total_timeout:
+    case Read::idle_timeout:
+      outcome.end = AttemptEnd::timed_out;
+      outcome.expiry = read == Read::idle_timeout ? Expiry::idle : Expiry::total;
+      break;
+  }
+  return outcome;
+}
+
+// The child's head is in: fail over on what says no work was done, else relay.
+awaitable<AttemptOutcome> ChildAttempt::answer(Exchange& exchange) {
+  const auto& head = exchange.parser.get();
+  const unsigned status = head.result_int();
+  AttemptOutcome outcome;
+  outcome.status = status;
+  if (const StatusVerdict verdict = judge_status(status); verdict != StatusVerdict::relay) {
+    // No work was done on that child: the next one gets the request. The
+    // unread body goes with the connection, which is not pooled.
+    outcome.end = AttemptEnd::refused;
+    outcome.error = "answered " + std::to_string(status);
+    outcome.retry_after = retry_after_seconds(head[http::field::retry_after]);
+    outcome.rate_limited = verdict == StatusVerdict::rate_limited;
+    outcome.quota = verdict == StatusVerdict::quota;
+    if (outcome.quota) outcome.quota_reason = "out of quota (answered " + std::to_string(status) + ")";
+    co_return outcome;
+  }
+  // Every relayed status counts for outlier detection, whatever happens to its body.
+  outcome.relayed = true;
+  if (status == 200 && is_event_stream(head[http::field::content_type])) {
+    AttemptOutcome events = co_await relay_events(exchange);
+    events.relayed = true;
+    co_return events;
+  }
+  if (status >= 400) {
+    AttemptOutcome error = co_await relay_error(exchange);
+    error.status = status;
+    error.relayed = true;
+    co_return error;
+  }
+  if (client_.committed()) {
+    // Heartbeats already went out as an SSE stream: only an SSE answer fits it.
+    co_await client_.abort(errc::child_stream_aborted,
+                           "child " + child_.name + " answered " + std::to_string(status) + " without a stream");
+    co_return outcome;
+  }
+  const bool started = co_await client_.start(head, body_length(exchange.parser), deadlines_.stream());
+  if (!started) {
+    co_return outcome;
+  }
+  AttemptOutcome body = co_await relay_body(exchange);
+  body.status = status;
+  body.relayed = true;
+  co_return body;
+}
+
+awaitable<ChildAttempt::Read> ChildAttempt::read_piece(Exchange& exchange, std::string_view& received, error_code& ec) {
+  auto& body = exchange.parser.get().body();
+  body.data = exchange.chunk.data();
+  body.size = exchange.chunk.size();
+  const Read read = co_await watched_read(
+      exchange.upstream,
+      [&](error_code& read_ec) {
+        return http::async_read_some(exchange.upstream, exchange.buffer, exchange.parser, use_awaitable_ec(read_ec));
+      },
+      ec);
+  received = std::string_view(exchange.chunk.data(), exchange.chunk.size() - body.size);
+  co_return read;
+}
+
+// After a complete answer the child's connection can carry the next request.
+void ChildAttempt::pool(Exchange& exchange) {
+  if (exchange.parser.keep_alive()) pool_.give_back(index_, std::move(exchange.upstream));
+}
+
+// A child's error answer: read whole (it is small) so that FastAPI's
+// {"detail": ...} reaches the client in the one OpenAI error shape.
+awaitable<AttemptOutcome> ChildAttempt::relay_error(Exchange& exchange) {
+  delivered_ = true;  // the child's answer is final: no retry from here on
+  auto& head = exchange.parser.get();
+  const unsigned status = head.result_int();
+  AttemptOutcome outcome;
+  std::string body;
+  Read read = Read::ok;
+  error_code ec;
+  while (!exchange.parser.is_done() && body.size() <= kMaxErrorBody) {
+    std::string_view received;
+    read = co_await read_piece(exchange, received, ec);
+    body.append(received);
+    if (read != Read::ok) break;
+  }
+  if (read == Read::upstream_error) {
+    const std::string why = "child " + child_.name + " broke off its " + std::to_string(status) + " answer";
+    spdlog::warn("{}: {}", why, ec.message());
+    co_await client_.fail(errc::child_stream_aborted, why);
+    co_return outcome;
+  }
+  if (read != Read::ok) {
+    co_return ended_by(read, ec, false);
+  }
+  if (!exchange.parser.is_done()) {
+    // Too large to be an error message: relayed as it is.
+    if (client_.committed()) {
+      co_await client_.abort(errc::child_stream_aborted,
+                             "child " + child_.name + " answered " + std::to_string(status));
+      co_return outcome;
+    }
+    const bool started = co_await client_.start(head, body_length(exchange.parser), false);
+    if (!started) {
+      co_return outcome;
+    }
+    const bool sent = co_await client_.send(body);
+    if (!sent) {
+      co_return outcome;
+    }
+    co_return co_await relay_body(exchange);
+  }
+  const ErrorKind kind = child_error_kind(status);
+  if (const auto rewrapped = rewrap_child_error(status, body)) body = *rewrapped;
+  if (client_.committed()) {
+    // The client already reads a stream (heartbeats): the error is its last event.
+    const auto error = stream_error_of("data: " + body);
+    std::string message = "child " + child_.name + " answered " + std::to_string(status);
+    if (error) message = error->message;
+    co_await client_.abort(std::move(message), kind.type, kind.code);
+    co_return outcome;
+  }
+  head.chunked(false);
+  head.content_length(body.size());
+  const bool started = co_await client_.start(head, body.size(), false);
+  if (!started) {
+    co_return outcome;
+  }
+  const bool sent = co_await client_.send(body);
+  if (!sent) {
+    co_return outcome;
+  }
+  const bool finished = co_await client_.finish();
+  if (finished) {
+    pool(exchange);
+  }
+  co_return outcome;
+}
+
+// A non-stream answer's body, relayed a read at a time.
+awaitable<AttemptOutcome> ChildAttempt::relay_body(Exchange& exchange) {
+  delivered_ = true;  // an answer is on its way to the client: no retry from here on
+  while (!exchange.parser.is_done()) {
+    error_code ec;
+    std::string_view received;
+    const Read read = co_await read_piece(exchange, received, ec);
+    if (!received.empty()) {
+      child_sent(received);
+      const bool sent = co_await client_.send(received);
+      if (!sent) {
+        co_return ended_by(Read::client_gone, ec, true);
+      }
+    }
+    if (read != Read::ok) co_return ended_by(read, ec, true);
+  }
+  const bool finished = co_await client_.finish();
+  if (finished) {
+    pool(exchange);
+  }
+  co_return AttemptOutcome{};
+}
+
+// A child's 200 event stream, relayed an event at a time. Nothing has been
+// delivered until its first event with work in it (is_substantive_event):
+// comments and the child's empty chunks before it are held back, and an error
+// in that time sends the request to another child. [DONE] is held until the
+// stream ends, because the real child sends its quota error after it. Later
+// error events reach the client in the OpenAI shape, then [DONE].
+awaitable<AttemptOutcome> ChildAttempt::relay_events(Exchange& exchange) {
+  const auto& head = exchange.parser.get();
+  deadlines_.become_stream(Clock::now());
+  AttemptOutcome outcome;
+  outcome.status = 200;
+  StreamGate gate;
+  while (!exchange.parser.is_done()) {
+    error_code ec;
+    std::string_view received;
+    const Read read = co_await read_piece(exchange, received, ec);
+    if (!received.empty()) {
+      child_sent(received);
+      const std::optional<StreamError> failure = gate.take(received);
+      if (failure && !gate.started) {
+        outcome.end = AttemptEnd::refused;
+        outcome.quota = failure->quota;
+        if (failure->quota) outcome.quota_reason = "out of quota: " + failure->message;
+        outcome.error = "its stream failed before any work was delivered: " + failure->message;
+        co_return outcome;
+      }
+      if (gate.started && !client_.committed()) {
+        const bool started = co_await client_.start(head, std::nullopt, true);
+        if (!started) {
+          co_return ended_by(Read::client_gone, ec, true);
+        }
+      }
+      if (failure) {
+        spdlog::warn("child {} sent an error event mid-stream: {}", child_.name, failure->message);
+        outcome.quota = failure->quota;
+        if (failure->quota) outcome.quota_reason = "out of quota: " + failure->message;
+        outcome.error = failure->message;
+        const errc code = failure->quota ? errc::stream_quota_exhausted : errc::child_stream_error;
+        co_await client_.end_stream_with(std::move(gate.out) + stream_abort_events(code, failure->message));
+        co_return outcome;
+      }
+      if (!gate.out.empty()) {
+        delivered_ = true;
+        const bool sent = co_await client_.send(gate.out);
+        if (!sent) {
+          co_return ended_by(Read::client_gone, ec, true);
+        }
+      }
+    }
+    if (read == Read::ok) continue;
+    if (!gate.started && read == Read::upstream_error) {
+      outcome.end = AttemptEnd::refused;
+      outcome.error = "its stream broke off before any work was delivered: " + ec.message();
+      co_return outcome;
+    }
+    if (read == Read::quota_retry) {
+      AttemptOutcome retry = ended_by(read, ec, false);
+      retry.status = 200;
+      co_return retry;
+    }
+    if (!client_.committed() && read != Read::client_gone) {
+      const bool started = co_await client_.start(head, std::nullopt, true);
+      if (!started) {
+        co_return outcome;
+      }
+    }
+    AttemptOutcome ended = ended_by(read, ec, true);
+    ended.status = 200;
+    co_return ended;
+  }
+  std::string rest = gate.finish();
+  if (!gate.started && rest.empty()) {
+    outcome.end = AttemptEnd::refused;
+    outcome.error = "its stream ended before its first event";
+    co_return outcome;
+  }
+  if (!client_.committed()) {
+    const bool started = co_await client_.start(head, std::nullopt, true);
+    if (!started) {
+      co_return outcome;
+    }
+  }
+  const bool sent = co_await client_.send(rest);
+  if (!sent) {
+    co_return outcome;
+  }
+  const bool finished = co_await client_.finish();
+  if (finished) {
+    pool(exchange);
+  }
+  co_return outcome;
+}
+
+bool ChildAttempt::heartbeats_apply() const {
+  return deadlines_.heartbeats_on() && (settings_.heartbeats_for_stream || client_.reading_events());
+}
+
+void ChildAttempt::child_sent(std::string_view bytes) {
+  deadlines_.child_sent(Clock::now());
+  if (deadlines_.stream()) req_ids_.scan(bytes);
+}
+
+// A read from the child that wakes for heartbeats and deadlines, and ends at
+// once when the client goes away or the relay is steered from outside.
+template <class StartRead>
+awaitable<ChildAttempt::Read> ChildAttempt::watched_read(beast::tcp_stream& upstream, StartRead start_read,
+                                                         error_code& ec) {
+  while (true) {
+    const auto now = Clock::now();
+    switch (deadlines_.expired(now)) {
+      case Expiry::total:
+        co_return Read::total_timeout;
+      case Expiry::idle:
+        co_return Read::idle_timeout;
+      case Expiry::stall:
+        co_return Read::stalled;
+      case Expiry::none:
+      case Expiry::queue:
+        break;
+    }
+    if (signals_->cancelled) co_return Read::cancelled;
+    if (signals_->client_gone) co_return Read::client_gone;
+    if (std::exchange(signals_->quota_retry, false) && !delivered_) co_return Read::quota_retry;
+    if (deadlines_.client_watch_due(now)) {
+      deadlines_.client_watched();
+      if (!signals_->client_watched) watch_client(signals_);
+    }
+    const auto wake = deadlines_.next_wake(heartbeats_apply());
+    signals_->upstream = &upstream;
+    signals_->tick = false;
+    const unsigned generation = ++signals_->generation;
+    if (wake != RelayDeadlines::kNever) {
+      timer_.expires_at(wake);
+      timer_.async_wait([signals = signals_, generation](error_code timer_ec) {
+        if (timer_ec || signals->generation != generation || signals->upstream == nullptr) return;
+        signals->tick = true;
+        error_code ignored;
+        signals->upstream->socket().cancel(ignored);
+      });
+    }
+    ec = {};
+    co_await start_read(ec);
+    ++signals_->generation;
+    signals_->upstream = nullptr;
+    if (wake != RelayDeadlines::kNever) timer_.cancel();
+
+    if (signals_->cancelled) co_return Read::cancelled;
+    if (signals_->client_gone) co_return Read::client_gone;
+    if (ec == net::error::operation_aborted && signals_->quota_retry) continue;  // decided at the top
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec == net::error::operation_aborted && signals_->tick) {
+      if (heartbeats_apply() && deadlines_.heartbeat_due(Clock::now())) {
+        const bool sent = co_await client_.heartbeat();
+        if (!sent) {
+          co_return Read::client_gone;
+        }
+      }
+      continue;
+    }
+    co_return ec ? Read::upstream_error : Read::ok;
+  }
+}
+
+}  // namespace coordinator

@@ -1,0 +1,30 @@
+#include "coordinator/child_client.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "coordinator/upstream.hpp"
+
+namespace coordinator {
+
+awaitable<unsigned> cancel_on_child(std::string child, std::string host, int port, std::string req_id,
+                                    Clock::duration timeout, ExtraHeaders auth) {
+  std::string error;
+  auto response = co_await simple_request(host, port, http::verb::post, "/v1/cancel/" + req_id, "", timeout, error,
+                                          std::move(auth));
+  if (response) {
+    spdlog::info("cancel {} on child {}: {}", req_id, child, response->status);
+    co_return response->status;
+  }
+  spdlog::warn("cancel {} on child {} failed: {}", req_id, child, error);
+  co_return 0;
+}
+
+ExtraHeaders credentials_of(const http::request<http::string_body>& request) {
+  ExtraHeaders auth;
+  for (const std::string_view name : {"Authorization", "X-API-Key"}) {
+    if (const std::string_view value = request[name]; !value.empty()) auth.emplace_back(name, value);
+  }
+  return auth;
+}
+
+}  // namespace coordinator

@@ -1,0 +1,203 @@
+#include "coordinator/client_response.hpp"
+
+#include "coordinator/http_util.hpp"
+
+namespace coordinator {
+
+namespace {
+
+constexpr std::string_view kHeartbeat = ": keep-alive\n\n";
+
+bool is_event_stream(std::string_view content_type) {
+  return content_type.substr(0, std::min<std::size_t>(content_type.size(), 17)) == "text/event-stream";
+}
+
+}  // namespace
+
+std::string serialize_head(const http::response<http::empty_body>& head) {
+  std::string out;
+  http::response_serializer<http::empty_body> serializer{head};
+  serializer.split(true);  // the header alone: a chunked head must not carry the last chunk
+  error_code ec;
+  while (!ec && !serializer.is_header_done()) {
+    serializer.next(ec, [&](error_code&, const auto& buffers) {
+      const std::size_t size = net::buffer_size(buffers);
+      const std::size_t at = out.size();
+      out.resize(at + size);
+      net::buffer_copy(net::buffer(out.data() + at, size), buffers);
+      serializer.consume(size);
+    });
+  }
+  return out;
+}
+
+ClientResponse::ClientResponse(beast::tcp_stream& client, const Request& request, bool keep_alive,
+                               Clock::duration send_timeout, RelayDeadlines& deadlines,
+                               std::shared_ptr<RelaySignals> signals)
+    : client_(client),
+      request_(request),
+      send_timeout_(send_timeout),
+      deadlines_(deadlines),
+      signals_(std::move(signals)),
+      keep_alive_(keep_alive) {}
+
+void ClientResponse::mark_gone() {
+  signals_->client_gone = true;
+  keep_alive_ = false;
+  reusable_ = false;
+}
+
+http::response<http::empty_body> ClientResponse::head_from(const http::response_header<>& child_head) {
+  // By number: a status Beast has no name for (418, 520 ...) must pass unchanged.
+  http::response<http::empty_body> head;
+  head.result(child_head.result_int());
+  head.version(request_.version());
+  const std::string_view connection = child_head[http::field::connection];
+  for (const auto& field : child_head) {
+    const std::string_view name = field.name_string();
+    if (is_hop_by_hop(name) || iequals(name, "content-length") || connection_lists(connection, name)) continue;
+    head.insert(name, field.value());
+  }
+  head.set(http::field::server, "coordinator");
+  if (const std::string_view id = request_["X-Request-Id"]; !id.empty()) head.set("X-Request-Id", id);
+  return head;
+}
+
+awaitable<bool> ClientResponse::start(const http::response_header<>& child_head, std::optional<std::uint64_t> length,
+                                      bool stream_mode) {
+  http::response<http::empty_body> head = head_from(child_head);
+  if (length) {
+    head.content_length(*length);
+    framing_ = Framing::length;
+  } else if (request_.version() >= 11) {
+    head.chunked(true);
+    framing_ = Framing::chunked;
+  } else {
+    framing_ = Framing::close;
+    keep_alive_ = false;
+  }
+  head.keep_alive(keep_alive_);
+  sse_ = is_event_stream(head[http::field::content_type]);
+  if (sse_) head.set(http::field::cache_control, "no-cache");
+  status_ = head.result_int();
+  committed_ = true;
+  if (stream_mode) stream_ttfb_ = std::chrono::duration<double>(Clock::now() - started_).count();
+  if (!sse_ && !stream_mode) {
+    // Not a stream: the head waits for the first body bytes and goes out in
+    // the same write (one segment, one wake-up of the client, not two).
+    pending_head_ = serialize_head(head);
+    co_return true;
+  }
+  co_return co_await write_now(head);
+}
+
+awaitable<bool> ClientResponse::write_now(const http::response<http::empty_body>& head) {
+  pending_head_ = serialize_head(head);
+  co_return co_await write(net::buffer(pending_head_), net::const_buffer(), false);
+}
+
+awaitable<bool> ClientResponse::write(net::const_buffer head, net::const_buffer data, bool last_chunk) {
+  error_code ec;
+  client_.expires_after(send_timeout_);
+  if (framing_ == Framing::chunked && data.size() > 0) {
+    if (last_chunk) {
+      co_await net::async_write(client_, beast::buffers_cat(head, http::make_chunk(data), http::make_chunk_last()),
+                                use_awaitable_ec(ec));
+    } else {
+      co_await net::async_write(client_, beast::buffers_cat(head, http::make_chunk(data)), use_awaitable_ec(ec));
+    }
+  } else if (framing_ == Framing::chunked && last_chunk) {
+    co_await net::async_write(client_, beast::buffers_cat(head, http::make_chunk_last()), use_awaitable_ec(ec));
+  } else {
+    co_await net::async_write(client_, beast::buffers_cat(head, data), use_awaitable_ec(ec));
+  }
+  pending_head_.clear();
+  if (ec) {
+    mark_gone();
+    co_return false;
+  }
+  bytes_sent_ += data.size();
+  if (data.size() > 0) deadlines_.client_sent(Clock::now());
+  co_return true;
+}
+
+awaitable<bool> ClientResponse::send(std::string_view bytes) {
+  if (bytes.empty()) co_return true;
+  co_return co_await write(net::buffer(pending_head_), net::buffer(bytes.data(), bytes.size()), false);
+}
+
+awaitable<bool> ClientResponse::finish() {
+  if (pending_head_.empty() && framing_ != Framing::chunked) {
+    reusable_ = keep_alive_;
+    co_return true;
+  }
+  // The held head of an empty body goes out now, with the last chunk if chunked.
+  const bool sent = co_await write(net::buffer(pending_head_), net::const_buffer(), true);
+  reusable_ = sent && keep_alive_;
+  co_return sent;
+}
+
+awaitable<bool> ClientResponse::heartbeat() {
+  deadlines_.client_sent(Clock::now());
+  if (!committed_) {
+    // The child has not answered yet: commit to an SSE answer so the client
+    // (and any load balancer in between) sees the connection alive.
+    http::response<http::empty_body> own{http::status::ok, request_.version()};
+    own.set(http::field::content_type, "text/event-stream");
+    own.set(http::field::cache_control, "no-cache");
+    const bool started = co_await start(own, std::nullopt, true);
+    if (!started) {
+      co_return false;
+    }
+  }
+  co_return co_await send(kHeartbeat);
+}
+
+awaitable<void> ClientResponse::abort(std::string message, std::string_view type, std::string_view code) {
+  // The error event, [DONE], then a close: the answer cannot be trusted, so
+  // neither is the connection it came on.
+  keep_alive_ = false;
+  if (sse_ && framing_ != Framing::length) {
+    const std::string events = stream_abort_events(message, type, code);
+    const bool sent = co_await send(events);
+    if (sent) {
+      co_await finish();
+    }
+  }
+  reusable_ = false;
+}
+
+awaitable<void> ClientResponse::abort(errc error, std::string message) {
+  const ErrorSpec& spec = spec_of(error);
+  co_await abort(std::move(message), spec.type, spec.code);
+}
+
+awaitable<void> ClientResponse::end_stream_with(std::string events) {
+  keep_alive_ = false;
+  const bool sent = co_await send(events);
+  if (sent) {
+    co_await finish();
+  }
+  reusable_ = false;
+}
+
+awaitable<void> ClientResponse::fail(errc error, std::string message, long retry_after) {
+  if (gone()) co_return;
+  if (committed_) {
+    // Heartbeats sent while it waited already committed a 200 SSE answer.
+    co_await abort(error, std::move(message));
+    co_return;
+  }
+  const ErrorSpec& spec = spec_of(error);
+  status_ = spec.status;
+  ExtraHeaders extra;
+  if (retry_after <= 0) retry_after = spec.retry_after;
+  if (retry_after > 0) extra.emplace_back("Retry-After", std::to_string(retry_after));
+  if (const std::string_view id = request_["X-Request-Id"]; !id.empty()) extra.emplace_back("X-Request-Id", id);
+  const bool sent = co_await send_json(client_, request_.version(), spec.status, error_body(error, message),
+                                       keep_alive_, send_timeout_, std::move(extra));
+  if (!sent) mark_gone();
+  reusable_ = sent && keep_alive_;
+}
+
+}  // namespace coordinator

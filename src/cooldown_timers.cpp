@@ -1,0 +1,39 @@
+#include "coordinator/cooldown_timers.hpp"
+
+namespace coordinator {
+
+CooldownTimers::CooldownTimers(net::any_io_executor executor, Registry& registry)
+    : executor_(std::move(executor)), registry_(registry) {
+  registry_.set_cooling_listener([this](std::size_t index, Clock::time_point until) { schedule(index, until); });
+}
+
+CooldownTimers::~CooldownTimers() {
+  registry_.set_cooling_listener({});
+  for (const auto& timer : timers_) {
+    if (timer) timer->cancel();
+  }
+}
+
+void CooldownTimers::schedule(std::size_t index, Clock::time_point until) {
+  if (index >= timers_.size()) timers_.resize(index + 1);
+  auto& timer = timers_[index];
+  if (!timer) timer = std::make_unique<net::steady_timer>(executor_);
+  // Moving the expiry cancels the wait for the old deadline.
+  timer->expires_at(until);
+  timer->async_wait([this, index](error_code ec) {
+    if (!ec) expired(index);  // an aborted wait may outlive this object: touch nothing then
+  });
+}
+
+void CooldownTimers::expired(std::size_t index) {
+  const Child& child = registry_.at(index);
+  if (child.state != ChildState::cooling) return;
+  const auto now = Clock::now();
+  if (child.cooling_until > now) {
+    schedule(index, child.cooling_until);
+    return;
+  }
+  registry_.apply(index, ChildEvent::cooldown_over, {}, now);
+}
+
+}  // namespace coordinator
