@@ -36,8 +36,16 @@ instead of ``--profiles``; at exit those children (and their grandchildren) are 
 
 The fake child is described in ``docs/fake-child-contract.md``: its ``"_fake"`` options are
 what the ``profiles`` dict of :class:`Coordinator` maps each profile name to.
+
+Scaffolding the test modules share: ``setUpModule`` calls :func:`require_binary`;
+:class:`SharedCoordinator` (one coordinator per test class), :class:`Background` (a request
+in a thread), :class:`SSEStream` and its line helpers (an incremental SSE reader with arrival
+times), :func:`chat_body`, :func:`error_of` / :func:`is_json_error` / :func:`is_openai_error`,
+:func:`parse_metrics` / :func:`metric`, :func:`run_binary` / :func:`parse_print_config`,
+:func:`proc_stat`, :func:`note`, and :meth:`Coordinator.wait_state`.
 """
 
+import collections
 import http.client
 import json
 import os
@@ -51,6 +59,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import uuid
 from pathlib import Path
 
@@ -63,10 +72,16 @@ GRANDCHILD_MARKER = "time.sleep(10**9)"
 
 __all__ = [
     "REPO_ROOT", "COORDINATOR_BIN", "FAKE_CHILD", "HOST",
-    "binary_available", "pid_alive", "wait_until", "port_is_free", "free_port", "free_port_base",
-    "hold_port", "Response", "http_request", "get", "post_json", "RawConnection", "raw_exchange",
-    "storage_state", "ready_names", "served_by", "Coordinator", "HELP_TEXT", "has_flag",
-    "HAS_START_STAGGER", "log_time",
+    "binary_available", "require_binary", "pid_alive", "pid_cmdline", "proc_stat", "wait_until",
+    "note", "clean_env", "run_binary", "parse_print_config",
+    "port_is_free", "free_port", "free_port_base", "hold_port",
+    "Response", "http_request", "get", "post_json", "healthy", "chat_body", "error_of",
+    "is_json_error", "is_openai_error", "RawConnection", "raw_exchange",
+    "SSEStream", "CHUNK_ID_RE", "data_payload", "parse_event", "chunk_content", "content_chunks",
+    "req_id_of", "data_lines", "is_done", "describe", "parse_metrics", "metric",
+    "FAST_FAKE_DEFAULTS", "storage_state", "write_profile", "replace_json", "launcher_argv",
+    "ready_names", "served_by", "CHILD_STATES", "Coordinator", "Background", "SharedCoordinator",
+    "HELP_TEXT", "has_flag", "HAS_START_STAGGER", "log_time",
 ]
 
 
@@ -89,11 +104,20 @@ def _read_help():
 HELP_TEXT = _read_help()
 HAS_START_STAGGER = "--start-stagger" in HELP_TEXT
 
+# Environment variables the coordinator may read as flag defaults, or that it passes on to
+# children and the tests check, and systemd's NOTIFY_SOCKET / WATCHDOG_*: never inherited.
+_COORDINATOR_ENV = {
+    "BASE_API_PORT", "BASE_STREAM_PORT", "BASE_CAMOUFOX_PORT", "PORT_STEP", "LOG_DIR",
+    "HEADLESS", "NO_HEADLESS", "SHUTDOWN_GRACE", "READY_TIMEOUT", "HEALTH_INTERVAL",
+    "CONNECT_TIMEOUT", "REQUEST_TIMEOUT", "MAX_BODY", "STREAM_IDLE_TIMEOUT", "SSE_HEARTBEAT",
+    "AUTO_ROTATE_AUTH_PROFILE", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy",
+    "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+} | set(re.findall(r"Env:\s*([A-Za-z_][A-Za-z0-9_]*)", HELP_TEXT))
+
 
 def require_binary():
     """The body of every integration module's setUpModule: the binary must exist
     (``COORDINATOR_SKIP_IF_MISSING=1`` skips instead of failing)."""
-    import unittest
     if not binary_available():
         if os.environ.get("COORDINATOR_SKIP_IF_MISSING") == "1":
             raise unittest.SkipTest(f"{COORDINATOR_BIN} not built")
@@ -104,6 +128,41 @@ def require_binary():
 def has_flag(flag):
     """True if `flag` (e.g. "--pool-size") appears in the binary's --help (read at import)."""
     return re.search(re.escape(flag) + r"(?![\w-])", HELP_TEXT) is not None
+
+
+def clean_env(extra=None):
+    """os.environ without anything the coordinator or the fake child would read from it
+    (``COORDINATOR_*``, ``FAKE_ENV_*``, every ``Env:`` of --help, the flag defaults and proxy
+    variables above, NOTIFY_SOCKET / WATCHDOG_*), plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("COORDINATOR_") and not k.startswith("FAKE_ENV_")
+           and k not in _COORDINATOR_ENV}
+    env.update(extra or {})
+    return env
+
+
+def run_binary(args, env=None, cwd=None, timeout=15):
+    """Run the binary to completion (e.g. ``--print-config``) in :func:`clean_env` plus
+    `env`; returns the CompletedProcess (text)."""
+    return subprocess.run([COORDINATOR_BIN] + list(args), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, env=clean_env(env), cwd=cwd,
+                          timeout=timeout)
+
+
+def parse_print_config(text):
+    """--print-config output -> {key: value} (quotes of string values removed)."""
+    out = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise AssertionError(f"--print-config line is not key=value: {line!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
 
 
 _LOG_TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2}(?:\.\d+)?)")
@@ -118,6 +177,14 @@ def log_time(line):
     whole, _, frac = m.group(2).partition(".")
     t = time.mktime(time.strptime(f"{m.group(1)} {whole}", "%Y-%m-%d %H:%M:%S"))
     return t + (float("0." + frac) if frac else 0.0)
+
+
+def note(msg, tag=None):
+    """Print a figure worth quoting to stderr as ``[TAG] msg`` on a line of its own; `tag`
+    defaults to the calling module's name (e.g. ``test_resilience``)."""
+    if tag is None:
+        tag = sys._getframe(1).f_globals.get("__name__", "harness")
+    print(f"\n[{tag}] {msg}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------
@@ -151,6 +218,21 @@ def pid_cmdline(pid):
             return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
     except OSError:
         return ""
+
+
+ProcStat = collections.namedtuple("ProcStat", "state ppid pgrp session")
+
+
+def proc_stat(pid):
+    """`pid`'s :class:`ProcStat` (state letter, ppid, process group, session) from
+    /proc/PID/stat, or None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()
+    return ProcStat(fields[0], int(fields[1]), int(fields[2]), int(fields[3]))
 
 
 def wait_until(pred, timeout, interval=0.05):
@@ -311,6 +393,51 @@ def post_json(port, path, obj, **kw):
     return http_request(port, "POST", path, body=obj, **kw)
 
 
+def healthy(port):
+    """True if GET /health on 127.0.0.1:`port` answers 200 within a second."""
+    try:
+        return get(port, "/health", timeout=1).status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def chat_body(content="hi", stream=False, model="fake-model", **extra):
+    """A minimal chat completion request body (one user message), plus `extra` fields."""
+    body = {"model": model, "messages": [{"role": "user", "content": content}]}
+    if stream:
+        body["stream"] = True
+    body.update(extra)
+    return body
+
+
+def _error_object(response):
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    err = body.get("error") if isinstance(body, dict) else None
+    return err if isinstance(err, dict) else None
+
+
+def error_of(response):
+    """The ``error`` object of a JSON error answer (AssertionError when there is none)."""
+    err = _error_object(response)
+    assert err is not None, response
+    return err
+
+
+def is_json_error(response):
+    """True if the body is JSON with an ``error`` object whose ``message`` is a string."""
+    err = _error_object(response)
+    return err is not None and isinstance(err.get("message"), str)
+
+
+def is_openai_error(response):
+    """:func:`is_json_error`, and the ``error`` object also has ``type`` and ``code``."""
+    err = _error_object(response)
+    return is_json_error(response) and "type" in err and "code" in err
+
+
 class RawConnection:
     """A raw TCP connection for hand-made requests (malformed input, keep-alive checks).
 
@@ -409,6 +536,24 @@ class RawConnection:
         self.send(head.encode("latin-1") + b"\r\n" + body)
         return self.read_response(method)
 
+    def read_rest(self, timeout):
+        """Read what is left until the peer closes or `timeout` passes (bytes already
+        buffered included).  Returns (closed, bytes); a reset counts as closed."""
+        extra, self.buf = self.buf, b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                return False, extra
+            except OSError:
+                return True, extra
+            if not data:
+                return True, extra
+            extra += data
+        return False, extra
+
     def peer_closed(self, timeout=0.3):
         """True if the peer closed the connection within `timeout` seconds."""
         self.sock.settimeout(timeout)
@@ -423,22 +568,286 @@ class RawConnection:
 
 def raw_exchange(port, data, timeout=5.0, host=HOST):
     """Send raw bytes, then read until the peer closes or `timeout` passes; returns bytes."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
+    with RawConnection(port, timeout=timeout, host=host) as conn:
+        conn.send(data)
+        return conn.read_rest(timeout)[1]
+
+
+# ---------------------------------------------------------------------------
+# server-sent events
+
+# The real child's stream chunk ids: chatcmpl-{req_id}-{ts}-{rand} (response_generators.py).
+CHUNK_ID_RE = re.compile(r"^chatcmpl-([a-z0-9]{7})-(\d+)-(\d{3})$")
+
+
+class SSEStream:
+    """One POST over a raw socket, read incrementally with an arrival time per line.
+
+    ``read_head()`` parses the status line and headers; ``next_line()`` returns the next
+    non-empty line of the (de-chunked) body as ``(t, text)`` where ``t`` is the
+    ``time.monotonic()`` at which the bytes completing that line arrived, or None once the
+    body is complete (terminal chunk / Content-Length reached / EOF).  Every wait is
+    bounded and raises TimeoutError when its deadline passes.
+    """
+
+    def __init__(self, port, body=None, path="/v1/chat/completions", headers=None,
+                 timeout=10.0, host=HOST):
+        data = json.dumps(chat_body(stream=True) if body is None else body).encode()
+        self.t0 = time.monotonic()
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        hdrs = {"Host": f"{host}:{port}", "Content-Type": "application/json",
+                "Accept": "text/event-stream", "Content-Length": str(len(data))}
+        hdrs.update(headers or {})
+        head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
+        self.sock.sendall(head.encode("latin-1") + b"\r\n" + data)
+        self.t_sent = time.monotonic()
+        self.raw = b""            # received, not yet decoded
+        self.body = b""           # decoded body, not yet split into lines
+        self.pending = collections.deque()
+        self.lines = []           # every (t, line) returned so far
+        self.status = None
+        self.headers = {}
+        self.t_head = None
+        self.framing = None       # "chunked" | "length" | "close"
+        self.remaining = None
+        self.complete = False     # body complete according to its framing
+        self.t_complete = None
+        self.eof = False          # peer closed (FIN or RST)
+        self.t_eof = None
+        self.closed = False
+
+    # -- low level ---------------------------------------------------------------
+    def _recv(self, deadline, what):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"timed out waiting for {what}")
+        self.sock.settimeout(left)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            raise TimeoutError(f"timed out waiting for {what}") from None
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        now = time.monotonic()
+        if not data:
+            self.eof = True
+            self.t_eof = now
+            return False
+        self.raw += data
+        return True
+
+    def _decode(self, t):
+        if self.framing == "chunked":
+            while not self.complete:
+                i = self.raw.find(b"\r\n")
+                if i < 0:
+                    break
+                size = int(self.raw[:i].split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    rest = self.raw[i + 2:]
+                    if rest.startswith(b"\r\n"):
+                        self.raw = rest[2:]
+                    else:
+                        j = rest.find(b"\r\n\r\n")
+                        if j < 0:
+                            break
+                        self.raw = rest[j + 4:]
+                    self.complete = True
+                    self.t_complete = t
+                    break
+                if len(self.raw) < i + 2 + size + 2:
+                    break
+                self.body += self.raw[i + 2:i + 2 + size]
+                self.raw = self.raw[i + 2 + size + 2:]
+        elif self.framing == "length":
+            take = self.raw[:self.remaining]
+            self.raw = self.raw[len(take):]
+            self.remaining -= len(take)
+            self.body += take
+            if self.remaining == 0:
+                self.complete = True
+                self.t_complete = t
+        else:
+            self.body += self.raw
+            self.raw = b""
+        while b"\n" in self.body:
+            line, self.body = self.body.split(b"\n", 1)
+            line = line.rstrip(b"\r")
+            if line:
+                self.pending.append((t, line.decode("utf-8", "replace")))
+
+    # -- API ---------------------------------------------------------------------------
+    def read_head(self, timeout=10.0):
+        """Read the status line and headers; returns the status code."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
+        while b"\r\n\r\n" not in self.raw:
+            if not self._recv(deadline, "the response head"):
+                raise EOFError(f"connection closed before the response head: {self.raw!r}")
+        self.t_head = time.monotonic()
+        head, self.raw = self.raw.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split(" ", 2)[1])
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            k = k.strip().lower()
+            self.headers[k] = (self.headers[k] + ", " + v.strip()) if k in self.headers \
+                else v.strip()
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            self.framing = "chunked"
+        elif "content-length" in self.headers:
+            self.framing = "length"
+            self.remaining = int(self.headers["content-length"])
+        else:
+            self.framing = "close"
+        self._decode(self.t_head)
+        return self.status
+
+    def next_line(self, timeout=10.0):
+        """The next non-empty body line as (t, text); None at the end of the body."""
+        if self.status is None:
+            self.read_head(timeout)
+        deadline = time.monotonic() + timeout
+        while not self.pending:
+            if self.complete or self.eof:
+                return None
+            if self._recv(deadline, "the next SSE line"):
+                self._decode(time.monotonic())
+            else:
+                if self.body.strip():
+                    self.pending.append((self.t_eof, self.body.decode("utf-8", "replace")))
+                    self.body = b""
+        item = self.pending.popleft()
+        self.lines.append(item)
+        return item
+
+    def read_to_end(self, timeout=10.0):
+        """Every remaining line until the body ends (TimeoutError after `timeout` s)."""
+        deadline = time.monotonic() + timeout
+        out = []
+        while True:
+            item = self.next_line(max(0.0, deadline - time.monotonic()) or 1e-3)
+            if item is None:
+                return out
+            out.append(item)
+
+    def wait_eof(self, timeout):
+        """After the body: True if the peer closes the connection within `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while not self.eof:
             try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
+                self._recv(deadline, "the connection to close")
+            except TimeoutError:
+                return False
+        return True
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sock.close()
             except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def data_payload(line):
+    """The payload of an SSE `data:` line, else None."""
+    if not line.startswith("data:"):
+        return None
+    payload = line[5:]
+    return payload[1:] if payload.startswith(" ") else payload
+
+
+def parse_event(line):
+    """A `data:` line's JSON object (None for non-data lines and [DONE])."""
+    payload = data_payload(line)
+    if payload is None or payload.strip() == "[DONE]":
+        return None
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def chunk_content(obj):
+    """The ``delta.content`` of a stream chunk object (None if it has none)."""
+    try:
+        return obj["choices"][0]["delta"].get("content")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def content_chunks(lines):
+    """[(t, content, chunk_id)] of the data events that carry delta content."""
+    out = []
+    for t, line in lines:
+        obj = parse_event(line)
+        if obj is None:
+            continue
+        content = chunk_content(obj)
+        if content:
+            out.append((t, content, obj.get("id")))
+    return out
+
+
+def req_id_of(chunk_id):
+    """The 7-character req_id inside a real-child chunk id (None if it is not one)."""
+    m = CHUNK_ID_RE.match(chunk_id or "")
+    return m.group(1) if m else None
+
+
+def data_lines(lines):
+    """The (t, line) items that are SSE ``data:`` lines."""
+    return [(t, line) for t, line in lines if line.startswith("data:")]
+
+
+def is_done(line):
+    """True for the ``data: [DONE]`` line."""
+    payload = data_payload(line)
+    return payload is not None and payload.strip() == "[DONE]"
+
+
+def describe(lines, limit=40):
+    """(t, line) items as text for a failure message (the middle cut when over `limit`)."""
+    shown = [line for _, line in lines]
+    if len(shown) > limit:
+        shown = shown[:limit // 2] + ["..."] + shown[-limit // 2:]
+    return "\n".join(shown)
+
+
+# ---------------------------------------------------------------------------
+# /metrics
+
+_METRIC_LINE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$")
+_METRIC_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """Prometheus text -> {(name, frozenset(label items)): float} (AssertionError on a line
+    that is not a sample)."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _METRIC_LINE_RE.match(line)
+        if not m:
+            raise AssertionError(f"unparsable metrics line: {line!r}")
+        labels = frozenset(_METRIC_LABEL_RE.findall(m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def metric(samples, name, absent=0.0, **labels):
+    """The value of sample `name` with exactly these labels in :func:`parse_metrics` output
+    (`absent` if there is none)."""
+    return samples.get((name, frozenset(labels.items())), absent)
 
 
 # ---------------------------------------------------------------------------
@@ -476,6 +885,31 @@ def storage_state(cookie_value, fake=None):
     return state
 
 
+def write_profile(folder, name, fake=None, cookie=None):
+    """Write ``folder/NAME.json`` (:func:`storage_state` with `fake`; the cookie value is
+    `cookie`, else a unique ``secret-cookie-<uuid>``); returns its path."""
+    path = os.path.join(folder, name + ".json")
+    with open(path, "w") as f:
+        json.dump(storage_state(cookie or f"secret-cookie-{uuid.uuid4().hex}", fake), f)
+    return path
+
+
+def replace_json(path, obj):
+    """What an operator does: write `obj` as JSON next to `path`, then rename it over it."""
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".new")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def launcher_argv(api, stream, debug, profile, launcher=None, python=None):
+    """The command line that starts a fake child (as the coordinator does, headless) on
+    these ports with `profile` as its --active-auth-json."""
+    return [python or sys.executable, os.path.abspath(launcher or FAKE_CHILD),
+            "--server-port", str(api), "--stream-port", str(stream),
+            "--camoufox-debug-port", str(debug), "--active-auth-json", profile, "--headless"]
+
+
 def ready_names(body):
     """Names in a /ready or /health body's ``ready_children`` (strings or {"name":..})."""
     return _names(body.get("ready_children", []))
@@ -491,14 +925,9 @@ def _names(items):
     return out
 
 
-# Environment variables the coordinator may read as flag defaults, or that it passes on to
-# children and the tests check: never inherited.
-_COORDINATOR_ENV = {
-    "BASE_API_PORT", "BASE_STREAM_PORT", "BASE_CAMOUFOX_PORT", "PORT_STEP", "LOG_DIR",
-    "HEADLESS", "NO_HEADLESS", "SHUTDOWN_GRACE", "READY_TIMEOUT", "HEALTH_INTERVAL",
-    "CONNECT_TIMEOUT", "REQUEST_TIMEOUT", "MAX_BODY", "STREAM_IDLE_TIMEOUT", "SSE_HEARTBEAT",
-    "AUTO_ROTATE_AUTH_PROFILE", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy",
-} | set(re.findall(r"Env:\s*([A-Za-z_][A-Za-z0-9_]*)", HELP_TEXT))
+# Every state a child can be in, in GET /ready's ``children`` (needs_relogin aside).
+CHILD_STATES = frozenset({"starting", "ready", "busy", "unhealthy", "cooling", "exited", "backoff",
+                          "failed", "draining", "retired"})
 
 _NOT_READY_KEYS = ("never_ready", "crash_on_start", "health_hang", "orphan_grandchild")
 
@@ -651,12 +1080,7 @@ class Coordinator:
         A running child keeps the options it read at start; the new ones apply from its
         next (re)start.  `fake` None leaves only :data:`FAST_FAKE_DEFAULTS`.
         """
-        path = self.profile_paths[name]
-        secret = self.secrets[name][0]
-        tmp = os.path.join(os.path.dirname(path), f".{name}.rewrite.tmp")
-        with open(tmp, "w") as f:
-            json.dump(storage_state(secret, fake), f, indent=2)
-        os.replace(tmp, path)
+        replace_json(self.profile_paths[name], storage_state(self.secrets[name][0], fake))
 
     def env_file_path(self, name):
         return os.path.join(os.path.dirname(self.profile_paths.get(name) or
@@ -735,11 +1159,7 @@ class Coordinator:
         ] + common + self.extra_args
 
     def _child_env(self):
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("COORDINATOR_") and not k.startswith("FAKE_ENV_")
-               and k not in _COORDINATOR_ENV}
-        env["FAKE_CHILD_STATE_DIR"] = self.state_dir
-        return env
+        return clean_env({"FAKE_CHILD_STATE_DIR": self.state_dir})
 
     # -- attach mode -----------------------------------------------------------------
     def start_attached(self, timeout=10.0):
@@ -750,23 +1170,17 @@ class Coordinator:
             stream, debug = free_port(), free_port()
             log = open(os.path.join(self.attached_dir, name + ".log"), "wb")
             self._out_files.append(log)
-            argv = [self.python, self.launcher, "--server-port", str(api),
-                    "--stream-port", str(stream), "--camoufox-debug-port", str(debug),
-                    "--active-auth-json", self.profile_paths[name], "--headless"]
+            argv = launcher_argv(api, stream, debug, self.profile_paths[name],
+                                 self.launcher, self.python)
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, env=env,
                                     cwd=os.path.dirname(self.launcher), start_new_session=True)
             self.attached[name] = {"proc": proc, "port": api, "label": self.attach_labels.get(name),
                                    "url": f"http://{HOST}:{api}"}
         for name, info in self.attached.items():
-            def healthy(port=info["port"]):
-                try:
-                    return get(port, "/health", timeout=1).status == 200
-                except (OSError, http.client.HTTPException):
-                    return False
             if any((self.attach.get(name) or {}).get(k) for k in _NOT_READY_KEYS):
                 continue  # not meant to become healthy
-            if not wait_until(healthy, timeout):
+            if not wait_until(lambda port=info["port"]: healthy(port), timeout):
                 raise AssertionError(f"attached fake child {name} not healthy after {timeout}s")
 
     def upstream_name(self, name):
@@ -1097,11 +1511,10 @@ class Coordinator:
         return post_json(self.port, path, obj, **kw)
 
     def chat(self, content="hello", stream=False, headers=None, timeout=10.0, model="fake-model"):
-        """POST /v1/chat/completions with a minimal body; returns the full Response."""
-        body = {"model": model, "messages": [{"role": "user", "content": content}]}
-        if stream:
-            body["stream"] = True
-        return self.post_json("/v1/chat/completions", body, headers=headers, timeout=timeout)
+        """POST /v1/chat/completions with a minimal body (:func:`chat_body`); returns the
+        full Response."""
+        return self.post_json("/v1/chat/completions", chat_body(content, stream, model),
+                              headers=headers, timeout=timeout)
 
     def ready(self):
         """GET /ready -> (status, parsed body or None)."""
@@ -1148,6 +1561,10 @@ class Coordinator:
         got = wait_until(check, timeout, interval)
         return got if got else last[0]
 
+    def wait_state(self, name, state, timeout=10.0, interval=0.05):
+        """:meth:`wait_child` until the entry of `name` is in `state` (e.g. "ready")."""
+        return self.wait_child(name, lambda e: e.get("state") == state, timeout, interval)
+
 
 def _read_text(path):
     try:
@@ -1171,3 +1588,62 @@ def served_by(response):
         pass
     return None
 
+
+# ---------------------------------------------------------------------------
+# test scaffolding
+
+class Background:
+    """Run `fn(i)` in a (daemon) thread; `result` is its return value or the exception it
+    raised, `t_end` the monotonic time it finished."""
+
+    def __init__(self, fn, i=0):
+        self.result = None
+        self.t_start = time.monotonic()
+        self.t_end = None
+        self.thread = threading.Thread(target=self._run, args=(fn, i), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn, i):
+        try:
+            self.result = fn(i)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.result = e
+        self.t_end = time.monotonic()
+
+    def join(self, timeout):
+        """Wait up to `timeout` s; True if `fn` has returned."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    @property
+    def elapsed(self):
+        return None if self.t_end is None else self.t_end - self.t_start
+
+    @property
+    def status(self):
+        """The HTTP status of `result` (None while running, or for an exception)."""
+        return getattr(self.result, "status", None)
+
+
+class SharedCoordinator(unittest.TestCase):
+    """One coordinator (``self.c``) for every test of the class, started once in setUpClass
+    over `PROFILES` with `EXTRA_ARGS`, ended (with the leak check) in tearDownClass."""
+
+    PROFILES = {"alpha": {}, "beta": {}}
+    EXTRA_ARGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Coordinator(cls.PROFILES, extra_args=list(cls.EXTRA_ARGS))
+        cls.c.__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.__exit__(None, None, None)
+
+    def assert_alive(self):
+        """The coordinator still runs and answers GET /live."""
+        c = self.c
+        self.assertTrue(c.running(), f"coordinator exited (rc={c.proc.returncode})\n{c.output_tail()}")
+        r = c.get("/live", timeout=5)
+        self.assertEqual(r.status, 200, r)

@@ -8,7 +8,7 @@ Runs alternate between the child's own port (direct) and the coordinator, 10 eac
 default; medians (and min/max) are printed with the difference coordinator - direct.
 
 Usage:  cd tests/integration && python3 measure_stream.py [--runs N] [--json]
-Python 3 standard library only; uses harness.Coordinator and test_streaming.SSEStream.
+Python 3 standard library only; uses harness.Coordinator and harness.SSEStream.
 """
 
 import argparse
@@ -19,8 +19,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import COORDINATOR_BIN, Coordinator, binary_available  # noqa: E402
-from test_streaming import SSEStream, content_chunks, data_lines, is_done  # noqa: E402
+from harness import (  # noqa: E402
+    COORDINATOR_BIN, Coordinator, SSEStream, binary_available, content_chunks, data_lines, is_done)
 
 N_CHUNKS = 20
 INTERVAL = 0.05

@@ -21,8 +21,8 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
-    COORDINATOR_BIN, FAKE_CHILD, Coordinator, binary_available, hold_port,
-    pid_alive, ready_names, served_by, wait_until)
+    FAKE_CHILD, Background, Coordinator, chat_body, hold_port, pid_alive, ready_names,
+    require_binary, served_by, wait_until)
 
 NO_HEALTHY = {"error": {"message": "No healthy child proxies available.",
                         "type": "service_unavailable", "code": "no_healthy_children"}}
@@ -34,18 +34,7 @@ THREE = {"alpha": {}, "beta": {}, "gamma": {}}
 
 
 def setUpModule():
-    if not binary_available():
-        if os.environ.get("COORDINATOR_SKIP_IF_MISSING") == "1":
-            raise unittest.SkipTest(f"{COORDINATOR_BIN} not built")
-        raise RuntimeError(f"coordinator binary not found at {COORDINATOR_BIN} "
-                           f"(build it, or set COORDINATOR_BIN)")
-
-
-def _chat_body(content="hi", stream=False):
-    body = {"model": "fake-model", "messages": [{"role": "user", "content": content}]}
-    if stream:
-        body["stream"] = True
-    return body
+    require_binary()
 
 
 class ChildProcessTests(unittest.TestCase):
@@ -331,15 +320,7 @@ class CancelTests(unittest.TestCase):
         # it runs, which is what the broadcast needs to show.)
         profiles = {n: {"chat_delay": 8, "cancel_in_progress": True} for n in ("alpha", "beta", "gamma")}
         with Coordinator(profiles) as c:
-            result = {}
-
-            def run_chat():
-                try:
-                    result["r"] = c.chat("slow answer", timeout=30)
-                except Exception as e:  # noqa: BLE001
-                    result["r"] = e
-            t = threading.Thread(target=run_chat)
-            t.start()
+            job = Background(lambda i: c.chat("slow answer", timeout=30))
             ev = c.wait_event(lambda e: e.get("event") == "chat_start", 5)
             self.assertTrue(ev, "no chat started on any child")
             req_id, owner = ev["req_id"], ev["name"]
@@ -349,8 +330,7 @@ class CancelTests(unittest.TestCase):
             self.assertIs(body["success"], True)
             self.assertEqual(body["completed"], [owner])
             self.assertEqual(set(body["failed"]), set(c.names) - {owner}, body)
-            t.join(10)
-            self.assertFalse(t.is_alive(), "request did not end after cancel")
+            self.assertTrue(job.join(10), "request did not end after cancel")
             cancels = c.all_events("cancel")
             self.assertEqual([e["found"] for e in cancels[owner]], [True])
             for name in c.names:
@@ -361,15 +341,7 @@ class CancelTests(unittest.TestCase):
         profiles = {n: {"stream_chunks": 300, "stream_interval": 0.1}
                     for n in ("alpha", "beta", "gamma")}
         with Coordinator(profiles) as c:
-            result = {}
-
-            def run_stream():
-                try:
-                    result["r"] = c.chat("long stream", stream=True, timeout=30)
-                except Exception as e:  # noqa: BLE001
-                    result["r"] = e
-            t = threading.Thread(target=run_stream)
-            t.start()
+            job = Background(lambda i: c.chat("long stream", stream=True, timeout=30))
             # A few chunks in, the coordinator has relayed (and read) the chunk ids.
             ev = c.wait_event(lambda e: e.get("event") == "chunk_sent" and e.get("n", 0) >= 2, 5)
             self.assertTrue(ev, "no stream started on any child")
@@ -382,10 +354,9 @@ class CancelTests(unittest.TestCase):
             # only when its connection closes), then asks the owner alone.
             self.assertIs(body["relay_ended"], True)
             self.assertEqual(body["completed"] + body["failed"], [owner])
-            t.join(10)
-            self.assertFalse(t.is_alive(), "stream did not end after cancel")
-            self.assertEqual(getattr(result.get("r"), "status", None), 200, result)
-            self.assertIn("request_cancelled", result["r"].text)
+            self.assertTrue(job.join(10), "stream did not end after cancel")
+            self.assertEqual(job.status, 200, job.result)
+            self.assertIn("request_cancelled", job.result.text)
             cancels = c.all_events("cancel")
             self.assertEqual(len(cancels[owner]), 1)
             for name in set(c.names) - {owner}:
@@ -431,7 +402,7 @@ class RequestValidationTests(unittest.TestCase):
     def test_oversize_body_413(self):
         with Coordinator(THREE, extra_args=["--max-body", "1000"]) as c:
             with self.subTest("Content-Length over the limit"):
-                r = c.post_json("/v1/chat/completions", _chat_body("x" * 5000))
+                r = c.post_json("/v1/chat/completions", chat_body("x" * 5000))
                 self.assertEqual(r.status, 413, r)
             with self.subTest("chunked body over the limit"):
                 with c.raw() as conn:

@@ -48,8 +48,8 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
-    COORDINATOR_BIN, HOST, HELP_TEXT, Coordinator, RawConnection, binary_available, has_flag,
-    ready_names, wait_until)
+    HOST, HELP_TEXT, Coordinator, RawConnection, SharedCoordinator, has_flag, is_json_error,
+    ready_names, require_binary, wait_until)
 
 CHAT = b'{"model":"fake-model","messages":[{"role":"user","content":"hi"}]}'
 STREAM_CHAT = b'{"model":"fake-model","stream":true,"messages":[{"role":"user","content":"hi"}]}'
@@ -61,11 +61,7 @@ SMUGGLED = b"GET /v1/models?smuggled=XXXXXXXXXXXX HTTP/1.1\r\nHost: 127.0.0.1\r\
 
 
 def setUpModule():
-    if not binary_available():
-        if os.environ.get("COORDINATOR_SKIP_IF_MISSING") == "1":
-            raise unittest.SkipTest(f"{COORDINATOR_BIN} not built")
-        raise RuntimeError(f"coordinator binary not found at {COORDINATOR_BIN} "
-                           f"(build it, or set COORDINATOR_BIN)")
+    require_binary()
 
 
 # ---------------------------------------------------------------------------
@@ -98,26 +94,6 @@ def forwarded(c):
     return out
 
 
-def read_rest(conn, timeout):
-    """Read what is left on `conn` until the peer closes or `timeout` passes.
-
-    Returns (closed, extra_bytes); a reset counts as closed."""
-    extra, conn.buf = conn.buf, b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        conn.sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            data = conn.sock.recv(65536)
-        except socket.timeout:
-            return False, extra
-        except OSError:
-            return True, extra
-        if not data:
-            return True, extra
-        extra += data
-    return False, extra
-
-
 def exchange(port, data, method="GET", timeout=10.0, close_wait=2.0):
     """Send raw `data` (a send error such as EPIPE is tolerated: the coordinator may
     answer and close before reading everything), read one response, then read until
@@ -135,19 +111,10 @@ def exchange(port, data, method="GET", timeout=10.0, close_wait=2.0):
             r = conn.read_response(method)
         except (OSError, EOFError, ValueError, IndexError) as e:
             return None, True, conn.buf, err + f"read: {e!r}"
-        closed, extra = read_rest(conn, close_wait)
+        closed, extra = conn.read_rest(close_wait)
         return r, closed, extra, err
     finally:
         conn.close()
-
-
-def is_json_error(r):
-    try:
-        body = r.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and isinstance(body.get("error"), dict) \
-        and isinstance(body["error"].get("message"), str)
 
 
 def sse_events(body):
@@ -166,28 +133,6 @@ def raise_nofile(want):
         except (ValueError, OSError):
             pass
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-class SharedCoordinator(unittest.TestCase):
-    """One coordinator for every test of the class (started once: faster)."""
-
-    PROFILES = {"alpha": {}, "beta": {}}
-    EXTRA_ARGS = ()
-
-    @classmethod
-    def setUpClass(cls):
-        cls.c = Coordinator(cls.PROFILES, extra_args=list(cls.EXTRA_ARGS))
-        cls.c.__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.c.__exit__(None, None, None)
-
-    def assert_alive(self):
-        c = self.c
-        self.assertTrue(c.running(), f"coordinator exited (rc={c.proc.returncode})\n{c.output_tail()}")
-        r = c.get("/live", timeout=5)
-        self.assertEqual(r.status, 200, r)
 
 
 # ---------------------------------------------------------------------------
@@ -801,7 +746,7 @@ class ProtocolTests(SharedCoordinator):
                     self.assertIn(r.status, allowed, r)
                     if r.status == 405:
                         self.assertIn("allow", r.headers, r.headers)
-                    closed, rest = read_rest(conn, 3)
+                    closed, rest = conn.read_rest(3)
                     self.assertTrue(rest.startswith(b"HTTP/1.1 200 "),
                                     f"HEAD {path} answered with a body: after its headers came "
                                     f"{rest[:160]!r} instead of the next response")

@@ -17,7 +17,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import COORDINATOR_BIN, REPO_ROOT, Coordinator, binary_available  # noqa: E402
+from harness import REPO_ROOT, Coordinator, require_binary  # noqa: E402
 
 NODE_DIR = REPO_ROOT / "tests" / "node"
 SCRIPT = NODE_DIR / "openai_client.mjs"
@@ -27,11 +27,7 @@ N_CHUNKS = 20
 
 
 def setUpModule():
-    if not binary_available():
-        if os.environ.get("COORDINATOR_SKIP_IF_MISSING") == "1":
-            raise unittest.SkipTest(f"{COORDINATOR_BIN} not built")
-        raise RuntimeError(f"coordinator binary not found at {COORDINATOR_BIN} "
-                           f"(build it, or set COORDINATOR_BIN)")
+    require_binary()
 
 
 def ensure_node_modules(testcase):

@@ -39,7 +39,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import uuid
@@ -47,8 +46,9 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
-    COORDINATOR_BIN, HELP_TEXT, HOST, REPO_ROOT, Coordinator, RawConnection, binary_available,
-    pid_alive, raw_exchange, ready_names, served_by, storage_state, wait_until)
+    CHILD_STATES, HELP_TEXT, HOST, REPO_ROOT, Background, Coordinator, RawConnection, chat_body, metric,
+    parse_metrics, parse_print_config, pid_alive, raw_exchange, ready_names, require_binary,
+    run_binary, served_by, wait_until, write_profile)
 
 EXAMPLE_CONFIG = REPO_ROOT / "config" / "coordinator.toml"
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -56,56 +56,16 @@ HEX16_RE = re.compile(r"^[0-9a-f]{16}$")
 ACCESS_RE = re.compile(
     r"access (?P<method>\S+) (?P<path>\S+) (?P<status>\d{3}) child=(?P<child>\S+) "
     r"(?P<ms>[0-9]+(?:\.[0-9]+)?) ?ms bytes=(?P<bytes>\d+) id=(?P<id>\S+)\s*$")
-STATES = ("starting", "ready", "busy", "unhealthy", "cooling", "exited", "backoff", "failed",
-          "draining", "retired")
 # Options of --help that are not configuration values.
 NOT_CONFIG_OPTIONS = {"help", "config", "print-config"}
 
 
 def setUpModule():
-    if not binary_available():
-        if os.environ.get("COORDINATOR_SKIP_IF_MISSING") == "1":
-            raise unittest.SkipTest(f"{COORDINATOR_BIN} not built")
-        raise RuntimeError(f"coordinator binary not found at {COORDINATOR_BIN} "
-                           f"(build it, or set COORDINATOR_BIN)")
+    require_binary()
 
 
 # ---------------------------------------------------------------------------
 # helpers
-
-def clean_env(extra=None):
-    """os.environ without any variable the coordinator reads (COORDINATOR_*, every Env: of
-    --help), plus `extra`."""
-    read = set(re.findall(r"Env:\s*([A-Za-z_][A-Za-z0-9_]*)", HELP_TEXT))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("COORDINATOR_") and k not in read
-           and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-    env.update(extra or {})
-    return env
-
-
-def run_bin(args, env=None, cwd=None, timeout=15):
-    """Run the binary to completion (e.g. --print-config); returns CompletedProcess (text)."""
-    return subprocess.run([COORDINATOR_BIN] + list(args), stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, env=clean_env(env), cwd=cwd,
-                          timeout=timeout)
-
-
-def parse_print_config(text):
-    """--print-config output -> {key: value} (quotes of string values removed)."""
-    out = {}
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise AssertionError(f"--print-config line is not key=value: {line!r}")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        out[key.strip()] = value
-    return out
-
 
 def help_options():
     """Long option names listed by --help (without --)."""
@@ -118,23 +78,8 @@ def write(path, text):
     return path
 
 
-def write_profile(folder, name, fake=None):
-    path = os.path.join(folder, name + ".json")
-    with open(path, "w") as f:
-        json.dump(storage_state(f"secret-cookie-{uuid.uuid4().hex}", fake or {}), f)
-    return path
-
-
 def new_key(tag="op"):
     return f"sk-{tag}-{uuid.uuid4().hex}"
-
-
-def chat_body(content="hi", stream=False, **extra):
-    body = {"model": "fake-model", "messages": [{"role": "user", "content": content}]}
-    if stream:
-        body["stream"] = True
-    body.update(extra)
-    return body
 
 
 def status_or_none(fn):
@@ -162,27 +107,6 @@ def wait_access_line(c, request_id, timeout=5.0):
                 return rec
         return None
     return wait_until(find, timeout)
-
-
-def parse_metrics(text):
-    """Prometheus text -> {(name, frozenset(label items)): float}."""
-    out = {}
-    line_re = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$")
-    label_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = line_re.match(line)
-        if not m:
-            raise AssertionError(f"unparsable metrics line: {line!r}")
-        labels = frozenset(label_re.findall(m.group(2) or ""))
-        out[(m.group(1), labels)] = float(m.group(3))
-    return out
-
-
-def metric(samples, name, **labels):
-    """The value of sample `name` with exactly these labels (0.0 if absent)."""
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 class NotifySocket:
@@ -241,7 +165,7 @@ class ConfigFileTests(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
 
     def print_config(self, args, env=None):
-        r = run_bin(list(args) + ["--print-config"], env=env, cwd=self.tmp)
+        r = run_binary(list(args) + ["--print-config"], env=env, cwd=self.tmp)
         self.assertEqual(r.returncode, 0, f"--print-config failed: {r.stderr}")
         return parse_print_config(r.stdout)
 
@@ -256,7 +180,7 @@ class ConfigFileTests(unittest.TestCase):
             'log-dir = "/var/log/x#y"',
             "",
         ]))
-        r = run_bin(["--config", path, "--print-config"], cwd=self.tmp)
+        r = run_binary(["--config", path, "--print-config"], cwd=self.tmp)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stderr.strip(), "", "--print-config wrote to stderr")
         lines = [ln for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
@@ -314,7 +238,7 @@ class ConfigFileTests(unittest.TestCase):
 
     def assert_file_error(self, text, line, must_mention=()):
         path = write(os.path.join(self.tmp, "bad.toml"), text)
-        r = run_bin(["--config", path, "--print-config"], cwd=self.tmp)
+        r = run_binary(["--config", path, "--print-config"], cwd=self.tmp)
         err = r.stderr.strip()
         self.assertEqual(r.returncode, 2, f"exit code for {text!r}: stderr {err!r}")
         self.assertEqual(r.stdout, "", "nothing on stdout for a bad file")
@@ -357,7 +281,7 @@ class ConfigFileTests(unittest.TestCase):
 
     def test_unreadable_file(self):
         missing = os.path.join(self.tmp, "missing.toml")
-        r = run_bin(["--config", missing, "--print-config"], cwd=self.tmp)
+        r = run_binary(["--config", missing, "--print-config"], cwd=self.tmp)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
         self.assertTrue(r.stderr.startswith("coordinator: error: "), r.stderr)
@@ -449,7 +373,7 @@ class ShardTests(unittest.TestCase):
     def test_bad_shard_values_exit_2(self):
         for value in ("2/2", "3/3", "1/1", "-1/2", "1", "a/b", "0/0"):
             with self.subTest(value=value):
-                r = run_bin(["--shard", value, "--print-config"])
+                r = run_binary(["--shard", value, "--print-config"])
                 self.assertEqual(r.returncode, 2, f"--shard {value}: {r.stderr}")
                 self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
 
@@ -664,7 +588,7 @@ class MetricsTests(unittest.TestCase):
             # child_state: exactly one state is 1 per child.
             for name, expected in (("alpha", "ready"), ("beta", None)):
                 states = {s: metric(after, "coordinator_child_state", child=name, state=s)
-                          for s in STATES}
+                          for s in CHILD_STATES}
                 self.assertEqual(sum(states.values()), 1, f"{name}: {states}")
                 current = [s for s, v in states.items() if v == 1][0]
                 if expected:
@@ -848,9 +772,7 @@ class AdminTests(unittest.TestCase):
     def test_drain_lets_in_flight_finish_then_retires_and_undrain_restarts(self):
         with Coordinator({"solo": {"chat_delay": 1.5}}) as c:
             old_pid = c.child("solo")["pid"]
-            result = {}
-            t = threading.Thread(target=lambda: result.setdefault("r", c.chat("slow", timeout=15)))
-            t.start()
+            job = Background(lambda i: c.chat("slow", timeout=15))
             self.assertTrue(c.wait_child("solo", lambda e: e["in_flight"] == 1, 5),
                             "the slow request never reached the child")
             r = self.post(c, "/admin/children/solo/drain")
@@ -861,9 +783,9 @@ class AdminTests(unittest.TestCase):
             # No new request goes to a draining child.
             r = c.chat("new", timeout=10)
             self.assertEqual(r.status, 503, r)
-            t.join(15)
-            self.assertEqual(result["r"].status, 200, "the in-flight request finishes")
-            entry = c.wait_child("solo", lambda e: e["state"] == "retired", 10)
+            job.join(15)
+            self.assertEqual(job.status, 200, "the in-flight request finishes")
+            entry = c.wait_state("solo", "retired", 10)
             self.assertEqual(entry["state"], "retired", entry)
             self.assertEqual(c.wait_pids_gone([old_pid], 5), [], "a retired child is stopped")
             time.sleep(0.5)
@@ -877,7 +799,7 @@ class AdminTests(unittest.TestCase):
             # Undrain: started again.
             r = self.post(c, "/admin/children/solo/undrain")
             self.assertEqual(r.status, 200, r)
-            entry = c.wait_child("solo", lambda e: e["state"] == "ready", 10)
+            entry = c.wait_state("solo", "ready", 10)
             self.assertEqual(entry["state"], "ready", entry)
             self.assertNotEqual(entry["pid"], old_pid)
             self.assertEqual(len(c.start_records("solo")), 2)
@@ -888,7 +810,7 @@ class AdminTests(unittest.TestCase):
             beta_pid = c.child("beta")["pid"]
             r = self.post(c, "/admin/children/beta/drain")
             self.assertEqual(r.status, 200, r)
-            entry = c.wait_child("beta", lambda e: e["state"] == "retired", 10)
+            entry = c.wait_state("beta", "retired", 10)
             self.assertEqual(entry["state"], "retired", entry)
             self.assertEqual(c.wait_pids_gone([beta_pid], 5), [])
             body = c.get("/ready").json()
@@ -899,7 +821,7 @@ class AdminTests(unittest.TestCase):
             self.assertEqual(r.status, 409, f"undrain of a ready child: {r!r}")
             r = self.post(c, "/admin/children/beta/undrain")
             self.assertEqual(r.status, 200, r)
-            entry = c.wait_child("beta", lambda e: e["state"] == "ready", 10)
+            entry = c.wait_state("beta", "ready", 10)
             self.assertEqual(entry["state"], "ready", entry)
             self.assertNotEqual(entry["pid"], beta_pid)
             served = [served_by(c.chat("x")) for _ in range(6)]

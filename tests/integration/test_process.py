@@ -8,18 +8,7 @@ orphaned by a launcher that exits is re-parented to it, and it must reap it
 import os
 import unittest
 
-from harness import Coordinator, wait_until
-
-
-def proc_state(pid):
-    """(state letter, ppid) of `pid`, or None when /proc has no such process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return fields[0], int(fields[1])
+from harness import Coordinator, proc_stat, wait_until
 
 
 def zombie_children(pid):
@@ -28,8 +17,8 @@ def zombie_children(pid):
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        state = proc_state(int(entry))
-        if state and state[0] == "Z" and state[1] == pid:
+        st = proc_stat(int(entry))
+        if st and st.state == "Z" and st.ppid == pid:
             zombies.append(int(entry))
     return zombies
 
@@ -47,8 +36,8 @@ class SubreaperTests(unittest.TestCase):
             self.assertTrue(grandchild, record)
             # Gone from /proc entirely: killed with the launcher's process group and
             # reaped by the coordinator (a zombie would still be listed).
-            self.assertTrue(wait_until(lambda: proc_state(grandchild) is None, 5),
-                            f"grandchild {grandchild} left behind: {proc_state(grandchild)}")
+            self.assertTrue(wait_until(lambda: proc_stat(grandchild) is None, 5),
+                            f"grandchild {grandchild} left behind: {proc_stat(grandchild)}")
             self.assertTrue(wait_until(lambda: zombie_children(c.proc.pid) == [], 5),
                             f"zombies under the coordinator: {zombie_children(c.proc.pid)}")
             # The healthy child keeps serving.
@@ -59,8 +48,8 @@ class SubreaperTests(unittest.TestCase):
                          extra_args=["--max-restarts", "0"], wait_ready=1) as c:
             self.assertTrue(wait_until(lambda: len(c.start_records("crasher")) >= 1, 10))
             pid = c.start_records("crasher")[0]["pid"]
-            self.assertTrue(wait_until(lambda: proc_state(pid) is None, 6),
-                            f"crashed launcher {pid} not reaped: {proc_state(pid)}")
+            self.assertTrue(wait_until(lambda: proc_stat(pid) is None, 6),
+                            f"crashed launcher {pid} not reaped: {proc_stat(pid)}")
             self.assertEqual(zombie_children(c.proc.pid), [])
 
 

@@ -12,26 +12,19 @@ stream as `: processing auth rotation...` comments then `data: {"error": ...}` w
 
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import COORDINATOR_BIN, Coordinator, require_binary, served_by  # noqa: E402
-from test_streaming import SSEStream, chat_body, data_payload, parse_event  # noqa: E402
+from harness import (  # noqa: E402
+    Background, Coordinator, SSEStream, chat_body, data_payload, error_of, parse_event,
+    parse_print_config, require_binary, run_binary, served_by)
 
 
 def setUpModule():
     require_binary()
-
-
-def error_of(response):
-    body = response.json()
-    assert isinstance(body, dict) and isinstance(body.get("error"), dict), body
-    return body["error"]
 
 
 def stream_events(stream, timeout=15.0):
@@ -96,7 +89,7 @@ class QuotaSignals(unittest.TestCase):
                 r = c.chat("hi")
                 self.assertEqual(r.status, 200, r.text)
                 self.assertEqual(served_by(r), "beta")
-            alpha = c.wait_child("alpha", lambda e: e.get("state") == "cooling", timeout=5)
+            alpha = c.wait_state("alpha", "cooling", timeout=5)
             self.assertEqual(alpha["state"], "cooling", alpha)
             self.assertIn("quota", alpha["last_error"])
             self.assertEqual(len(c.chat_requests("alpha")), 1, "a cooling child gets no further requests")
@@ -124,7 +117,7 @@ class QuotaSignals(unittest.TestCase):
                 self.assertEqual(served_by(r), "beta")
                 self.assertLess(time.monotonic() - t0, 8)
             self.assertEqual(len(c.chat_requests("alpha")), 1)
-            alpha = c.wait_child("alpha", lambda e: e.get("state") == "cooling", timeout=5)
+            alpha = c.wait_state("alpha", "cooling", timeout=5)
             self.assertEqual(alpha["state"], "cooling", alpha)
             self.assertIn("Quota Exceeded", alpha["last_error"])
 
@@ -137,7 +130,7 @@ class QuotaSignals(unittest.TestCase):
                                      "--balance", "round-robin"]) as c:
             seen_alpha = False
             for i in range(2):  # round robin: one of the two starts on alpha
-                with SSEStream(c.port, body=chat_body(content=f"hi {i}")) as s:
+                with SSEStream(c.port, body=chat_body(f"hi {i}", stream=True)) as s:
                     self.assertEqual(s.read_head(), 200)
                     events = stream_events(s)
                 kinds = [k for k, _ in events]
@@ -149,13 +142,12 @@ class QuotaSignals(unittest.TestCase):
                 self.assertTrue(all(p.get("object") == "chat.completion.chunk" for p in datas), events)
                 seen_alpha = seen_alpha or bool(c.chat_requests("alpha"))
             self.assertTrue(seen_alpha, "one stream should have been tried on alpha first")
-            self.assertEqual(c.wait_child("alpha", lambda e: e.get("state") == "cooling", timeout=5)["state"],
-                             "cooling")
+            self.assertEqual(c.wait_state("alpha", "cooling", timeout=5)["state"], "cooling")
 
     def test_quota_error_after_the_stream_started_ends_in_an_openai_error_then_done(self):
         with Coordinator({"alpha": {"quota_mid_stream_after": 2, "quota_comment_lines": 2}},
                          extra_args=["--quota-cooldown", "30"]) as c:
-            with SSEStream(c.port, body=chat_body()) as s:
+            with SSEStream(c.port, body=chat_body(stream=True)) as s:
                 self.assertEqual(s.read_head(), 200)
                 events = stream_events(s)
                 self.assertTrue(s.wait_eof(5), "the connection is closed after the error")
@@ -166,8 +158,7 @@ class QuotaSignals(unittest.TestCase):
             self.assertEqual(datas[-1]["error"]["code"], "quota_exhausted")
             self.assertIn("Auth rotation", datas[-1]["error"]["message"])
             self.assertEqual(events[-1][0], "done")
-            self.assertEqual(c.wait_child("alpha", lambda e: e.get("state") == "cooling", timeout=5)["state"],
-                             "cooling")
+            self.assertEqual(c.wait_state("alpha", "cooling", timeout=5)["state"], "cooling")
 
 
 class SlowStart(unittest.TestCase):
@@ -177,15 +168,13 @@ class SlowStart(unittest.TestCase):
             time.sleep(1.0)
             entry = c.child("alpha")
             self.assertEqual(entry["state"], "starting", entry)
-            ready = c.wait_child("alpha", lambda e: e.get("state") == "ready", timeout=15)
+            ready = c.wait_state("alpha", "ready", timeout=15)
             self.assertEqual(ready["state"], "ready", ready)
             self.assertEqual(ready["restarts"], 0)
             self.assertEqual(len(c.start_records("alpha")), 1, "started once: no restart while it was starting")
 
     def test_defaults_fit_a_real_browser(self):
-        out = subprocess.run([COORDINATOR_BIN, "--print-config"], capture_output=True, text=True, timeout=10,
-                             stdin=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", "")}).stdout
-        values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line and not line.startswith("#"))
+        values = parse_print_config(run_binary(["--print-config"], timeout=10).stdout)
         self.assertGreaterEqual(float(values["ready-timeout"]), 180)
         self.assertGreaterEqual(float(values["child-stop-timeout"]), 30)
         self.assertGreater(float(values["request-timeout"]), 420)
@@ -204,7 +193,7 @@ class SlowAnswers(unittest.TestCase):
 
     def test_a_silent_stream_is_still_cut_by_the_stall_watchdog(self):
         with Coordinator({"alpha": {"stall_mid_stream_after": 1}}, extra_args=["--stall-timeout", "1"]) as c:
-            with SSEStream(c.port, body=chat_body()) as s:
+            with SSEStream(c.port, body=chat_body(stream=True)) as s:
                 self.assertEqual(s.read_head(), 200)
                 events = stream_events(s)
             self.assertEqual(events[-1][0], "done")
@@ -216,7 +205,7 @@ class SlowAnswers(unittest.TestCase):
 class Cancel(unittest.TestCase):
     def test_cancel_of_a_stream_in_progress_ends_the_relay(self):
         with Coordinator({"alpha": {"stream_chunks": 200, "stream_interval": 0.1}}) as c:
-            with SSEStream(c.port, body=chat_body()) as s:
+            with SSEStream(c.port, body=chat_body(stream=True)) as s:
                 self.assertEqual(s.read_head(), 200)
                 first = None
                 while first is None:
@@ -241,15 +230,9 @@ class Cancel(unittest.TestCase):
 
     def test_cancel_of_a_request_waiting_in_the_childs_queue_asks_the_child(self):
         with Coordinator({"alpha": {"chat_delay": 3}}, extra_args=["--max-inflight-per-child", "2"]) as c:
-            results = {}
-
-            def send(key):
-                results[key] = c.chat(key, timeout=20)
-            first = threading.Thread(target=send, args=("first",))
-            first.start()
+            first = Background(lambda i: c.chat("first", timeout=20))
             self.assertTrue(c.wait_event(lambda e: e["event"] == "chat_start", timeout=5, name="alpha"))
-            second = threading.Thread(target=send, args=("second",))
-            second.start()
+            second = Background(lambda i: c.chat("second", timeout=20))
             started = c.events("alpha", "chat_start")[0]["req_id"]
             queued = c.wait_event(lambda e: e["event"] == "queued" and e.get("req_id") != started, timeout=5,
                                   name="alpha")
@@ -261,9 +244,9 @@ class Cancel(unittest.TestCase):
             self.assertEqual(body["completed"], ["alpha"])
             second.join(20)
             first.join(20)
-            self.assertEqual(results["first"].status, 200)
-            self.assertEqual(results["second"].status, 499, results["second"].text)
-            self.assertEqual(error_of(results["second"])["code"], "request_cancelled")
+            self.assertEqual(first.result.status, 200)
+            self.assertEqual(second.result.status, 499, second.result.text)
+            self.assertEqual(error_of(second.result)["code"], "request_cancelled")
 
     def test_cancel_of_an_unknown_req_id_is_404(self):
         with Coordinator({"alpha": {}}) as c:

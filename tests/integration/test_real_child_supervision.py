@@ -25,9 +25,7 @@ the processes it started.
 
 import json
 import os
-import re
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -38,8 +36,9 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
-    FAKE_CHILD, HOST, Coordinator, free_port, get, has_flag,
-    hold_port, pid_alive, require_binary, storage_state, wait_until)
+    Coordinator, clean_env, free_port, has_flag, healthy, hold_port, launcher_argv, metric,
+    note, parse_metrics, pid_alive, proc_stat, replace_json, require_binary, storage_state,
+    wait_until, write_profile)
 
 OUT_OF_REACH = "1000000000000000000"
 
@@ -48,10 +47,6 @@ def setUpModule():
     require_binary()
     if not has_flag("--browser-mode"):
         raise unittest.SkipTest("the binary has no --browser-mode (older build)")
-
-
-def note(msg):
-    print(f"\n[test_real_child_supervision] {msg}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------
@@ -70,17 +65,6 @@ def environ_of(pid):
         if sep:
             out[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
     return out
-
-
-def stat_of(pid):
-    """(ppid, pgrp, session) of `pid`, or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2:].split()
-    return int(fields[1]), int(fields[2]), int(fields[3])
 
 
 def tree_of(rec):
@@ -114,20 +98,6 @@ def full_record(c, name, index=-1, timeout=10.0):
     return wait_until(find, timeout)
 
 
-def metric_value(text, name, **labels):
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$', line)
-        if not m or m.group(1) != name:
-            continue
-        got = ",".join(sorted(p for p in (m.group(2) or "{}")[1:-1].split(",") if p))
-        if got == want:
-            return float(m.group(3))
-    return None
-
-
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
@@ -140,14 +110,6 @@ def cookie(state, name):
     return None
 
 
-def replace_file(path, obj):
-    """What an operator does: write a new file next to it and rename it over the old one."""
-    tmp = path + ".operator-new"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------
 # point 1: no orphan browser, ever
 
@@ -156,11 +118,11 @@ class ProcessTreeTests(unittest.TestCase):
     def assert_tree_escapes_the_group(self, rec):
         tree = tree_of(rec)
         self.assertEqual(set(tree), {"launcher", "browser", "firefox", "stream_proxy"}, rec)
-        launcher_group = stat_of(tree["launcher"])[1]
+        launcher_group = proc_stat(tree["launcher"]).pgrp
         self.assertEqual(launcher_group, tree["launcher"], "the launcher leads its own group")
-        self.assertNotEqual(stat_of(tree["browser"])[1], launcher_group, "browser in its own session")
-        self.assertNotEqual(stat_of(tree["firefox"])[1], launcher_group, "firefox outside it too")
-        self.assertEqual(stat_of(tree["stream_proxy"])[1], launcher_group)
+        self.assertNotEqual(proc_stat(tree["browser"]).pgrp, launcher_group, "browser in its own session")
+        self.assertNotEqual(proc_stat(tree["firefox"]).pgrp, launcher_group, "firefox outside it too")
+        self.assertEqual(proc_stat(tree["stream_proxy"]).pgrp, launcher_group)
         return tree
 
     def assert_gone(self, c, pids, timeout, what):
@@ -180,7 +142,7 @@ class ProcessTreeTests(unittest.TestCase):
             self.assertEqual(beta.rsplit("/", 2)[0], marker.rsplit("/", 2)[0], "one fleet id")
             self.assertNotEqual(beta, marker)
             self.assertEqual(c.request("POST", "/admin/children/alpha/drain").status, 200)
-            c.wait_child("alpha", lambda e: e["state"] == "retired", 15)
+            c.wait_state("alpha", "retired", 15)
             self.assert_gone(c, tree.values(), 8, "alpha's tree after a drain")
             self.assertEqual(marked(c, marker), {})
             self.assertEqual(c.child_states()["beta"], "ready")
@@ -195,7 +157,7 @@ class ProcessTreeTests(unittest.TestCase):
             self.assertTrue(new, f"not restarted\n{c.output_tail()}")
             self.assert_gone(c, tree.values(), 1, "the old tree once the new child started")
             self.assertEqual(set(tree_of(new).values()) & set(tree.values()), set())
-            c.wait_child("alpha", lambda e: e["state"] == "ready", 15)
+            c.wait_state("alpha", "ready", 15)
 
     def test_sigkill_of_the_launcher_takes_its_whole_tree(self):
         # As the OOM killer would: the browser, firefox and the SIGTERM-deaf stream proxy stay
@@ -275,7 +237,7 @@ class ProcessTreeTests(unittest.TestCase):
             self.assertTrue(wait_until(lambda: len(c.start_records("alpha")) >= 2, 10), c.output_tail())
             second = c.start_records("alpha")[1]
             self.assertGreaterEqual(second["main_t"], released - 0.05)
-            c.wait_child("alpha", lambda e: e["state"] == "ready", 15)
+            c.wait_state("alpha", "ready", 15)
 
     def test_max_child_rss_counts_the_whole_tree(self):
         # Calibrate with one child started by hand: the launcher's group alone, and the tree.
@@ -290,27 +252,17 @@ class ProcessTreeTests(unittest.TestCase):
                             f"{c.output_tail()}")
 
     def measure_fake_child_rss(self):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
         state_dir = os.path.join("/tmp", f"rss-calibration-{uuid.uuid4().hex}")
         os.makedirs(state_dir)
-        env["FAKE_CHILD_STATE_DIR"] = state_dir
-        profile = os.path.join(state_dir, "calib.json")
-        with open(profile, "w") as f:
-            json.dump(storage_state("x"), f)
+        env = clean_env({"FAKE_CHILD_STATE_DIR": state_dir})
+        profile = write_profile(state_dir, "calib", cookie="x")
         api, stream, debug = free_port(), free_port(), free_port()
-        proc = subprocess.Popen([sys.executable, FAKE_CHILD, "--server-port", str(api), "--stream-port",
-                                 str(stream), "--camoufox-debug-port", str(debug), "--active-auth-json",
-                                 profile, "--headless"], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(launcher_argv(api, stream, debug, profile), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
         rec = None
         try:
-            def ready():
-                try:
-                    return get(api, "/health", timeout=1).status == 200
-                except OSError:
-                    return False
-            self.assertTrue(wait_until(ready, 15))
+            self.assertTrue(wait_until(lambda: healthy(api), 15))
             for fn in os.listdir(state_dir):
                 if ".start." in fn:
                     with open(os.path.join(state_dir, fn)) as f:
@@ -321,7 +273,7 @@ class ProcessTreeTests(unittest.TestCase):
             def rss(pid):
                 with open(f"/proc/{pid}/statm") as f:
                     return int(f.read().split()[1]) * page
-            group = sum(rss(p) for p in pids.values() if stat_of(p)[1] == proc.pid)
+            group = sum(rss(p) for p in pids.values() if proc_stat(p).pgrp == proc.pid)
             tree = sum(rss(p) for p in pids.values())
             return group, tree
         finally:
@@ -384,7 +336,7 @@ class LoggedOutTests(unittest.TestCase):
     def test_needs_relogin_then_a_new_profile_and_a_reload_start_it_again(self):
         profiles = {"alpha": {"logged_out": True}, "beta": {}}
         with Coordinator(profiles, wait_ready=1, extra_args=["--max-restarts", "1"]) as c:
-            e = c.wait_child("alpha", lambda e: e["state"] == "needs_relogin", 15)
+            e = c.wait_state("alpha", "needs_relogin", 15)
             self.assertEqual((e or {}).get("state"), "needs_relogin", f"{e}\n{c.output_tail()}")
             self.assertIn("replace alpha.json", e["last_error"])
             self.assertIn("reload", e["last_error"])
@@ -399,11 +351,11 @@ class LoggedOutTests(unittest.TestCase):
             self.assertEqual(body.get("needs_relogin_profiles"), ["alpha"])
             self.assertEqual(body.get("parked_profiles"), [])
             self.assertIn("alpha", body["unhealthy_children"])
-            metrics = c.get("/metrics").text
-            self.assertEqual(metric_value(metrics, "coordinator_child_state", child="alpha",
-                                          state="needs_relogin"), 1)
-            self.assertEqual(metric_value(metrics, "coordinator_child_state", child="beta",
-                                          state="needs_relogin"), 0)
+            metrics = parse_metrics(c.get("/metrics").text)
+            self.assertEqual(metric(metrics, "coordinator_child_state", absent=None, child="alpha",
+                                    state="needs_relogin"), 1)
+            self.assertEqual(metric(metrics, "coordinator_child_state", absent=None, child="beta",
+                                    state="needs_relogin"), 0)
             self.assertIn("needs_relogin", c.get("/").text, "the status page styles and explains it")
             # A reload with the same file changes nothing.
             c.signal(signal.SIGHUP)
@@ -413,7 +365,7 @@ class LoggedOutTests(unittest.TestCase):
             # A fresh login: the operator replaces the file, then reloads.
             c.rewrite_profile("alpha", {})
             c.signal(signal.SIGHUP)
-            e = c.wait_child("alpha", lambda e: e["state"] == "ready", 20)
+            e = c.wait_state("alpha", "ready", 20)
             self.assertEqual((e or {}).get("state"), "ready", f"{e}\n{c.output_tail()}")
             self.assertEqual(len(c.start_records("alpha")), 2)
 
@@ -421,7 +373,7 @@ class LoggedOutTests(unittest.TestCase):
         # With a window, the child waits for a login there (SUPPRESS_LOGIN_WAIT), then gives up.
         profiles = {"alpha": {"logged_out": True, "login_wait": 0.5}}
         with Coordinator(profiles, wait_ready=0, extra_args=["--browser-mode", "headful"]) as c:
-            e = c.wait_child("alpha", lambda e: e["state"] == "needs_relogin", 15)
+            e = c.wait_state("alpha", "needs_relogin", 15)
             self.assertEqual((e or {}).get("state"), "needs_relogin", f"{e}\n{c.output_tail()}")
             self.assertEqual(c.events("alpha", "mode_prompt"), [])
             self.assertEqual(c.request("POST", "/admin/reload").status, 200)
@@ -483,7 +435,7 @@ class CookieWriteBackTests(unittest.TestCase):
             old = full_record(c, "alpha")
             self.assertTrue(wait_until(lambda: cookie(read_json(path), "SIDCC"), 10), "no copy-back")
             fresh = f"operator-login-{uuid.uuid4().hex}"
-            replace_file(path, storage_state(fresh, {"cookie_refresh_interval": 0.2}))
+            replace_json(path, storage_state(fresh, {"cookie_refresh_interval": 0.2}))
             # The old child keeps saving meanwhile: none of it lands in the new file.
             self.assertTrue(wait_until(
                 lambda: len([e for e in c.events("alpha", "cookies_saved")
@@ -502,7 +454,7 @@ class CookieWriteBackTests(unittest.TestCase):
             self.assertEqual(len(shutdown), 1, "the old child saved at its clean stop")
             self.assertEqual(cookie(read_json(new["argv"][9]), "__Secure-1PSID"), fresh,
                              "the new child starts from the operator's new file")
-            c.wait_child("alpha", lambda e: e["state"] == "ready", 15)
+            c.wait_state("alpha", "ready", 15)
             # The new child's refreshes come back: they build on the operator's login.
             value = wait_until(lambda: (cookie(read_json(path), "SIDCC") or "").startswith(
                 f"fake-alpha-{new['pid']}-") and cookie(read_json(path), "SIDCC"), 10)

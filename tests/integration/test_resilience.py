@@ -32,34 +32,17 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
-    COORDINATOR_BIN, HOST, Coordinator, binary_available, log_time, pid_alive, ready_names,
-    served_by, wait_until)
-from test_streaming import SSEStream, chunk_content, describe, is_done, parse_event, req_id_of  # noqa: E402,E501
+    CHILD_STATES, HOST, Background, Coordinator, SSEStream, chat_body, chunk_content, describe,
+    is_done, is_openai_error, log_time, note, parse_event, pid_alive, ready_names, req_id_of,
+    require_binary, served_by, wait_until)
 
 RESTART_RE = re.compile(r"restarting child (\S+) in ([0-9]+(?:\.[0-9]+)?) ?s \(attempt (\d+)\)")
-STATES = {"starting", "ready", "busy", "unhealthy", "cooling", "exited", "backoff", "failed",
-          "draining", "retired"}
 ENTRY_KEYS = {"name", "state", "ports", "pid", "in_flight", "served", "failures", "restarts",
               "last_error", "seconds_in_state"}
 
 
 def setUpModule():
-    if not binary_available():
-        if os.environ.get("COORDINATOR_SKIP_IF_MISSING") == "1":
-            raise unittest.SkipTest(f"{COORDINATOR_BIN} not built")
-        raise RuntimeError(f"coordinator binary not found at {COORDINATOR_BIN} "
-                           f"(build it, or set COORDINATOR_BIN)")
-
-
-def note(msg):
-    print(f"\n[test_resilience] {msg}", file=sys.stderr, flush=True)
-
-
-def chat_body(content="hi", stream=False):
-    body = {"model": "fake-model", "messages": [{"role": "user", "content": content}]}
-    if stream:
-        body["stream"] = True
-    return body
+    require_binary()
 
 
 def start_time(rec):
@@ -67,50 +50,10 @@ def start_time(rec):
     return rec.get("proc_start_t") or rec.get("t")
 
 
-def is_openai_error(resp):
-    try:
-        err = resp.json()["error"]
-    except (ValueError, KeyError, TypeError):
-        return False
-    return isinstance(err, dict) and isinstance(err.get("message"), str) and "type" in err \
-        and "code" in err
-
-
 def retry_after_ok(resp):
     """True if the response has a Retry-After header of delta-seconds >= 1."""
     value = resp.headers.get("retry-after", "").strip()
     return value.isdigit() and int(value) >= 1
-
-
-class Background:
-    """Run `fn(i)` in a thread; `result` is its return value or the exception it raised,
-    `t_end` the monotonic time it finished."""
-
-    def __init__(self, fn, i=0):
-        self.result = None
-        self.t_start = time.monotonic()
-        self.t_end = None
-        self.thread = threading.Thread(target=self._run, args=(fn, i), daemon=True)
-        self.thread.start()
-
-    def _run(self, fn, i):
-        try:
-            self.result = fn(i)
-        except Exception as e:  # noqa: BLE001 - reported by the test
-            self.result = e
-        self.t_end = time.monotonic()
-
-    def join(self, timeout):
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
-
-    @property
-    def elapsed(self):
-        return None if self.t_end is None else self.t_end - self.t_start
-
-    @property
-    def status(self):
-        return getattr(self.result, "status", None)
 
 
 def concurrent_chats(c, n, timeout=20.0, content="concurrent"):
@@ -252,7 +195,7 @@ class ReadyChildrenTests(unittest.TestCase):
             self.assertEqual((e or {}).get("in_flight"), 1, e)
             self.assertTrue(job.join(10))
             self.assertEqual(job.status, 200, job.result)
-            e = c.wait_child("alpha", lambda e: e.get("state") == "ready", 3)
+            e = c.wait_state("alpha", "ready", 3)
             self.assertEqual((e or {}).get("state"), "ready", e)
             self.assertEqual(e.get("in_flight"), 0, e)
             self.assertEqual(e.get("served"), 1, e)
@@ -291,7 +234,7 @@ class RestartTests(unittest.TestCase):
         t0 = time.monotonic()
         with Coordinator({"alpha": {"crash_on_start": True}, "beta": {}},
                          extra_args=["--max-restarts", "3"]) as c:
-            entry = c.wait_child("alpha", lambda e: e.get("state") == "failed", 20, interval=0.1)
+            entry = c.wait_state("alpha", "failed", 20, interval=0.1)
             self.assertEqual((entry or {}).get("state"), "failed",
                              f"alpha not parked: {entry}\n{c.output_tail()}")
             self.assertEqual(entry.get("restarts"), 3, entry)
@@ -340,7 +283,7 @@ class RestartTests(unittest.TestCase):
             entry = wait_until(poll, 15, 0.1)
             self.assertTrue(entry, f"alpha not recycled; states seen {seen}\n{c.output_tail()}")
             self.assertIn("unhealthy", seen, f"states seen: {seen}")
-            self.assertLessEqual(set(seen), STATES, f"unknown state names: {seen}")
+            self.assertLessEqual(set(seen), CHILD_STATES, f"unknown state names: {seen}")
             self.assertFalse(pid_alive(first), "the hung child is still alive")
             self.assertFalse(pid_alive(first_rec.get("grandchild_pid")),
                              "the hung child's browser grandchild is still alive")
@@ -698,7 +641,7 @@ class OutlierEjectionTests(unittest.TestCase):
             self.assertEqual(e.get("ejections"), 1, e)
             self.assertIn("ejected for 2 s after 3 server errors in a row (last 500)", e.get("last_error", ""))
             ejected_at = time.time()
-            e = c.wait_child("alpha", lambda e: e.get("state") == "ready", 5, interval=0.05)
+            e = c.wait_state("alpha", "ready", 5, interval=0.05)
             back = time.time() - ejected_at
             note(f"--eject-after 3 --eject-time 2: 3 of 15 requests got alpha's 500; back after {back:.2f}s")
             self.assertEqual((e or {}).get("state"), "ready", e)

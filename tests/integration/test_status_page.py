@@ -29,7 +29,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import COORDINATOR_BIN, REPO_ROOT, Coordinator, binary_available  # noqa: E402
+from harness import REPO_ROOT, Coordinator, note, require_binary  # noqa: E402
 
 IMG_DIR = REPO_ROOT / "docs" / "img"
 SHOTS = {"wide": (1280, 800), "phone": (390, 844)}
@@ -42,11 +42,7 @@ _CHROMIUM_PROBLEM = None
 
 def setUpModule():
     global _CHROMIUM, _CHROMIUM_PROBLEM
-    if not binary_available():
-        if os.environ.get("COORDINATOR_SKIP_IF_MISSING") == "1":
-            raise unittest.SkipTest(f"{COORDINATOR_BIN} not built")
-        raise RuntimeError(f"coordinator binary not found at {COORDINATOR_BIN} "
-                           f"(build it, or set COORDINATOR_BIN)")
+    require_binary()
     candidates = [os.environ.get("CHROMIUM")] if os.environ.get("CHROMIUM") else \
         ["chromium", "chromium-browser", "google-chrome"]
     for name in candidates:
@@ -148,7 +144,7 @@ class StatusPageTests(unittest.TestCase):
         c = Coordinator(PROFILES, extra_args=["--max-restarts", "0"], wait_ready=2)
         c.__enter__()
         self.addCleanup(c.__exit__, None, None, None)
-        entry = c.wait_child("gamma", lambda e: e["state"] == "failed", 15)
+        entry = c.wait_state("gamma", "failed", 15)
         self.assertEqual((entry or {}).get("state"), "failed", f"gamma: {entry}")
         for _ in range(3):  # some traffic, so that the cards show served counts
             self.assertEqual(c.chat("hi").status, 200)
@@ -213,7 +209,7 @@ class StatusPageTests(unittest.TestCase):
                 if os.environ.get("UPDATE_SCREENSHOTS") == "1":
                     dest = IMG_DIR / f"status-page-{label}.png"
                     shutil.copyfile(shot, dest)
-                    print(f"\n[test_status_page] wrote {dest}", file=sys.stderr)
+                    note(f"wrote {dest}")
 
 
 if __name__ == "__main__":

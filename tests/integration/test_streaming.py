@@ -17,16 +17,14 @@ What is checked (the streaming spec):
 * --request-timeout bounds a non-stream request (504, OpenAI-style error body).
 
 Every network wait is bounded; each test starts its own coordinator(s) over fake children.
-:class:`SSEStream` (a raw-socket incremental reader) is also used by measure_stream.py.
+The raw-socket incremental SSE reader (:class:`harness.SSEStream`) and its line helpers are in
+harness.py.
 """
 
-import collections
 import json
 import os
-import re
 import select
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,267 +33,15 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
-    COORDINATOR_BIN, HOST, Coordinator, binary_available, served_by, wait_until)
+    HOST, SSEStream, SharedCoordinator, chat_body, chunk_content, content_chunks, data_lines,
+    describe, is_done, note, parse_event, req_id_of, require_binary, served_by, wait_until)
 
-# The real child's stream chunk ids: chatcmpl-{req_id}-{ts}-{rand} (response_generators.py).
-CHUNK_ID_RE = re.compile(r"^chatcmpl-([a-z0-9]{7})-(\d+)-(\d{3})$")
 N_CHUNKS = 20
 EXPECTED_CONTENT = [f"chunk{i} " for i in range(N_CHUNKS)]
 
 
 def setUpModule():
-    if not binary_available():
-        if os.environ.get("COORDINATOR_SKIP_IF_MISSING") == "1":
-            raise unittest.SkipTest(f"{COORDINATOR_BIN} not built")
-        raise RuntimeError(f"coordinator binary not found at {COORDINATOR_BIN} "
-                           f"(build it, or set COORDINATOR_BIN)")
-
-
-def chat_body(stream=True, content="hi"):
-    body = {"model": "fake-model", "messages": [{"role": "user", "content": content}]}
-    if stream:
-        body["stream"] = True
-    return body
-
-
-# ---------------------------------------------------------------------------
-# incremental SSE reader
-
-class SSEStream:
-    """One POST over a raw socket, read incrementally with an arrival time per line.
-
-    ``read_head()`` parses the status line and headers; ``next_line()`` returns the next
-    non-empty line of the (de-chunked) body as ``(t, text)`` where ``t`` is the
-    ``time.monotonic()`` at which the bytes completing that line arrived, or None once the
-    body is complete (terminal chunk / Content-Length reached / EOF).  Every wait is
-    bounded and raises TimeoutError when its deadline passes.
-    """
-
-    def __init__(self, port, body=None, path="/v1/chat/completions", headers=None,
-                 timeout=10.0, host=HOST):
-        data = json.dumps(chat_body() if body is None else body).encode()
-        self.t0 = time.monotonic()
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        hdrs = {"Host": f"{host}:{port}", "Content-Type": "application/json",
-                "Accept": "text/event-stream", "Content-Length": str(len(data))}
-        hdrs.update(headers or {})
-        head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
-        self.sock.sendall(head.encode("latin-1") + b"\r\n" + data)
-        self.t_sent = time.monotonic()
-        self.raw = b""            # received, not yet decoded
-        self.body = b""           # decoded body, not yet split into lines
-        self.pending = collections.deque()
-        self.lines = []           # every (t, line) returned so far
-        self.status = None
-        self.headers = {}
-        self.t_head = None
-        self.framing = None       # "chunked" | "length" | "close"
-        self.remaining = None
-        self.complete = False     # body complete according to its framing
-        self.t_complete = None
-        self.eof = False          # peer closed (FIN or RST)
-        self.t_eof = None
-        self.closed = False
-
-    # -- low level ---------------------------------------------------------------
-    def _recv(self, deadline, what):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"timed out waiting for {what}")
-        self.sock.settimeout(left)
-        try:
-            data = self.sock.recv(65536)
-        except socket.timeout:
-            raise TimeoutError(f"timed out waiting for {what}") from None
-        except (ConnectionResetError, BrokenPipeError):
-            data = b""
-        now = time.monotonic()
-        if not data:
-            self.eof = True
-            self.t_eof = now
-            return False
-        self.raw += data
-        return True
-
-    def _decode(self, t):
-        if self.framing == "chunked":
-            while not self.complete:
-                i = self.raw.find(b"\r\n")
-                if i < 0:
-                    break
-                size = int(self.raw[:i].split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    rest = self.raw[i + 2:]
-                    if rest.startswith(b"\r\n"):
-                        self.raw = rest[2:]
-                    else:
-                        j = rest.find(b"\r\n\r\n")
-                        if j < 0:
-                            break
-                        self.raw = rest[j + 4:]
-                    self.complete = True
-                    self.t_complete = t
-                    break
-                if len(self.raw) < i + 2 + size + 2:
-                    break
-                self.body += self.raw[i + 2:i + 2 + size]
-                self.raw = self.raw[i + 2 + size + 2:]
-        elif self.framing == "length":
-            take = self.raw[:self.remaining]
-            self.raw = self.raw[len(take):]
-            self.remaining -= len(take)
-            self.body += take
-            if self.remaining == 0:
-                self.complete = True
-                self.t_complete = t
-        else:
-            self.body += self.raw
-            self.raw = b""
-        while b"\n" in self.body:
-            line, self.body = self.body.split(b"\n", 1)
-            line = line.rstrip(b"\r")
-            if line:
-                self.pending.append((t, line.decode("utf-8", "replace")))
-
-    # -- API ---------------------------------------------------------------------------
-    def read_head(self, timeout=10.0):
-        """Read the status line and headers; returns the status code."""
-        deadline = time.monotonic() + timeout
-        while b"\r\n\r\n" not in self.raw:
-            if not self._recv(deadline, "the response head"):
-                raise EOFError(f"connection closed before the response head: {self.raw!r}")
-        self.t_head = time.monotonic()
-        head, self.raw = self.raw.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        self.status = int(lines[0].split(" ", 2)[1])
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            k = k.strip().lower()
-            self.headers[k] = (self.headers[k] + ", " + v.strip()) if k in self.headers \
-                else v.strip()
-        if "chunked" in self.headers.get("transfer-encoding", "").lower():
-            self.framing = "chunked"
-        elif "content-length" in self.headers:
-            self.framing = "length"
-            self.remaining = int(self.headers["content-length"])
-        else:
-            self.framing = "close"
-        self._decode(self.t_head)
-        return self.status
-
-    def next_line(self, timeout=10.0):
-        """The next non-empty body line as (t, text); None at the end of the body."""
-        if self.status is None:
-            self.read_head(timeout)
-        deadline = time.monotonic() + timeout
-        while not self.pending:
-            if self.complete or self.eof:
-                return None
-            if self._recv(deadline, "the next SSE line"):
-                self._decode(time.monotonic())
-            else:
-                if self.body.strip():
-                    self.pending.append((self.t_eof, self.body.decode("utf-8", "replace")))
-                    self.body = b""
-        item = self.pending.popleft()
-        self.lines.append(item)
-        return item
-
-    def read_to_end(self, timeout=10.0):
-        """Every remaining line until the body ends (TimeoutError after `timeout` s)."""
-        deadline = time.monotonic() + timeout
-        out = []
-        while True:
-            item = self.next_line(max(0.0, deadline - time.monotonic()) or 1e-3)
-            if item is None:
-                return out
-            out.append(item)
-
-    def wait_eof(self, timeout):
-        """After the body: True if the peer closes the connection within `timeout` s."""
-        deadline = time.monotonic() + timeout
-        while not self.eof:
-            try:
-                self._recv(deadline, "the connection to close")
-            except TimeoutError:
-                return False
-        return True
-
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def data_payload(line):
-    """The payload of an SSE `data:` line, else None."""
-    if not line.startswith("data:"):
-        return None
-    payload = line[5:]
-    return payload[1:] if payload.startswith(" ") else payload
-
-
-def parse_event(line):
-    """A `data:` line's JSON object (None for non-data lines and [DONE])."""
-    payload = data_payload(line)
-    if payload is None or payload.strip() == "[DONE]":
-        return None
-    try:
-        obj = json.loads(payload)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def chunk_content(obj):
-    try:
-        return obj["choices"][0]["delta"].get("content")
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return None
-
-
-def content_chunks(lines):
-    """[(t, content, chunk_id)] of the data events that carry delta content."""
-    out = []
-    for t, line in lines:
-        obj = parse_event(line)
-        if obj is None:
-            continue
-        content = chunk_content(obj)
-        if content:
-            out.append((t, content, obj.get("id")))
-    return out
-
-
-def req_id_of(chunk_id):
-    m = CHUNK_ID_RE.match(chunk_id or "")
-    return m.group(1) if m else None
-
-
-def data_lines(lines):
-    return [(t, line) for t, line in lines if line.startswith("data:")]
-
-
-def is_done(line):
-    payload = data_payload(line)
-    return payload is not None and payload.strip() == "[DONE]"
-
-
-def describe(lines, limit=40):
-    shown = [line for _, line in lines]
-    if len(shown) > limit:
-        shown = shown[:limit // 2] + ["..."] + shown[-limit // 2:]
-    return "\n".join(shown)
+    require_binary()
 
 
 def fd_count(pid):
@@ -333,30 +79,15 @@ def disconnect_after(port, n_chunks, timeout=10.0):
         s.close()
 
 
-class _SharedCoordinator(unittest.TestCase):
-    """A coordinator started once for the whole class (setUpClass/tearDownClass)."""
-    PROFILES = {}
-    EXTRA_ARGS = ()
-
-    @classmethod
-    def setUpClass(cls):
-        cls.coord = Coordinator(cls.PROFILES, extra_args=list(cls.EXTRA_ARGS))
-        cls.coord.__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.coord.__exit__(None, None, None)
-
-
 # ---------------------------------------------------------------------------
 
-class StreamRelayTests(_SharedCoordinator):
+class StreamRelayTests(SharedCoordinator):
     """Incremental relay, curl -N, client disconnects (two default children)."""
     PROFILES = {"alpha": {"stream_interval": 0.05, "stream_chunks": N_CHUNKS},
                 "beta": {"stream_interval": 0.05, "stream_chunks": N_CHUNKS}}
 
     def full_stream(self, timeout=10.0):
-        with SSEStream(self.coord.port, timeout=timeout) as s:
+        with SSEStream(self.c.port, timeout=timeout) as s:
             status = s.read_head(timeout)
             lines = s.read_to_end(timeout)
         return s, status, lines
@@ -396,9 +127,9 @@ class StreamRelayTests(_SharedCoordinator):
         curl = shutil.which("curl")
         if not curl:
             self.skipTest("curl not installed")
-        url = f"http://{HOST}:{self.coord.port}/v1/chat/completions"
+        url = f"http://{HOST}:{self.c.port}/v1/chat/completions"
         argv = [curl, "-N", "-s", "--max-time", "15", "-H", "Content-Type: application/json",
-                "-d", json.dumps(chat_body()), url]
+                "-d", json.dumps(chat_body(stream=True)), url]
         t0 = time.monotonic()
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
@@ -443,12 +174,12 @@ class StreamRelayTests(_SharedCoordinator):
         name = headers.get("x-fake-child")
         if name:
             return name
-        ev = self.coord.wait_event(lambda e: e.get("event") == "chat_start"
+        ev = self.c.wait_event(lambda e: e.get("event") == "chat_start"
                                    and e.get("req_id") == req_id, timeout=2)
         return ev["name"] if ev else None
 
     def test_03_disconnect_mid_stream_closes_upstream_and_cancels(self):
-        c = self.coord
+        c = self.c
         req_id, t_disc, headers = disconnect_after(c.port, 3)
         self.assertIsNotNone(req_id, "no req_id in the relayed chunk ids")
         name = self._served(headers, req_id)
@@ -484,12 +215,12 @@ class StreamRelayTests(_SharedCoordinator):
         self.assertTrue(r.json()["choices"][0]["message"]["content"].startswith("Hello from "))
 
 
-class DisconnectBeforeFirstChunkTests(_SharedCoordinator):
+class DisconnectBeforeFirstChunkTests(SharedCoordinator):
     PROFILES = {"slow": {"chat_delay": 3, "stream_interval": 0.05}}
     EXTRA_ARGS = ("--stream-idle-timeout", "10")
 
     def test_disconnect_while_waiting_for_first_chunk(self):
-        c = self.coord
+        c = self.c
         s = SSEStream(c.port, timeout=10)
         try:
             try:
@@ -518,7 +249,7 @@ class DisconnectBeforeFirstChunkTests(_SharedCoordinator):
                          f"child went on streaming after the client left: {events}")
 
 
-class DisconnectLeakTests(_SharedCoordinator):
+class DisconnectLeakTests(SharedCoordinator):
     PROFILES = {"quick": {"stream_interval": 0.01, "stream_chunks": 50}}
 
     def settle(self, pid, base_fds=None, timeout=5.0):
@@ -534,7 +265,7 @@ class DisconnectLeakTests(_SharedCoordinator):
         return fd_count(pid)
 
     def test_100_disconnects_leak_nothing(self):
-        c = self.coord
+        c = self.c
         pid = c.proc.pid
         req_ids = []
         for _ in range(10):
@@ -549,12 +280,12 @@ class DisconnectLeakTests(_SharedCoordinator):
         rss = rss_kib(pid)
         info = (f"fds {base_fds} -> {fds}, VmRSS {base_rss} -> {rss} KiB "
                 f"(100 disconnects in {elapsed:.1f}s)")
-        print(f"\n[test_streaming] {info}", file=sys.stderr)
+        note(info)
         self.assertLessEqual(fds, base_fds + 2, info)
         if os.environ.get("COORDINATOR_SANITIZE") == "1":
             # ASan keeps freed memory in quarantine, so RSS grows without a leak;
             # LeakSanitizer checks real leaks at exit, and the plain build checks RSS.
-            print("[test_streaming] sanitizer build: RSS bound not checked", file=sys.stderr)
+            note("sanitizer build: RSS bound not checked")
         else:
             self.assertLessEqual(rss, max(base_rss * 1.10, base_rss + 2048), info)
         # Every disconnect reached the child (its upstream connection was closed or the
@@ -576,14 +307,14 @@ class DisconnectLeakTests(_SharedCoordinator):
         self.assertEqual(r.status, 200, r)
 
 
-class ChildCrashMidStreamTests(_SharedCoordinator):
+class ChildCrashMidStreamTests(SharedCoordinator):
     # The crasher needs 1 s to become ready after each (re)start, so right after its crash
     # only "b_healthy" can serve.
     PROFILES = {"a_crasher": {"crash_mid_stream_after": 3, "ready_delay": 1.0},
                 "b_healthy": {}}
 
     def test_child_dies_mid_stream(self):
-        c = self.coord
+        c = self.c
         s = None
         for attempt in range(6):
             s = SSEStream(c.port, timeout=10)
@@ -636,12 +367,12 @@ class ChildCrashMidStreamTests(_SharedCoordinator):
         self.assertEqual(served_by(r), "b_healthy", r)
 
 
-class HeartbeatTests(_SharedCoordinator):
+class HeartbeatTests(SharedCoordinator):
     PROFILES = {"slow": {"chat_delay": 3, "stream_interval": 0.05}}
     EXTRA_ARGS = ("--sse-heartbeat", "1", "--stream-idle-timeout", "10")
 
     def test_keepalive_comments_while_child_is_silent(self):
-        with SSEStream(self.coord.port, timeout=10) as s:
+        with SSEStream(self.c.port, timeout=10) as s:
             status = s.read_head(10)
             lines = s.read_to_end(10)
         self.assertEqual(status, 200, describe(lines))
@@ -660,13 +391,13 @@ class HeartbeatTests(_SharedCoordinator):
         self.assertTrue(is_done(data_lines(lines)[-1][1]), describe(lines))
 
 
-class RequestTimeoutTests(_SharedCoordinator):
+class RequestTimeoutTests(SharedCoordinator):
     PROFILES = {"hang": {"chat_hang": True}}
     EXTRA_ARGS = ("--request-timeout", "1")
 
     def test_non_stream_request_timeout_504(self):
         t0 = time.monotonic()
-        r = self.coord.chat("hang please", timeout=10)
+        r = self.c.chat("hang please", timeout=10)
         elapsed = time.monotonic() - t0
         self.assertEqual(r.status, 504, r)
         self.assertLess(elapsed, 3.0, f"504 after {elapsed:.2f}s")
@@ -679,12 +410,12 @@ class RequestTimeoutTests(_SharedCoordinator):
                         r.headers)
 
 
-class StreamIdleTimeoutTests(_SharedCoordinator):
+class StreamIdleTimeoutTests(SharedCoordinator):
     PROFILES = {"stall": {"stall_mid_stream_after": 2, "stream_interval": 0.05}}
     EXTRA_ARGS = ("--stream-idle-timeout", "1", "--sse-heartbeat", "0")
 
     def test_stalled_stream_ends_with_error_event(self):
-        with SSEStream(self.coord.port, timeout=10) as s:
+        with SSEStream(self.c.port, timeout=10) as s:
             status = s.read_head(10)
             lines = s.read_to_end(6)
             t_end = time.monotonic() - s.t_sent
