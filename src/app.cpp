@@ -10,6 +10,7 @@
 
 #include "coordinator/api_keys.hpp"
 #include "coordinator/asio.hpp"
+#include "coordinator/cli.hpp"
 #include "coordinator/dispatcher.hpp"
 #include "coordinator/health_checker.hpp"
 #include "coordinator/http_server.hpp"

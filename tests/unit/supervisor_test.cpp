@@ -4,6 +4,7 @@
 #include <variant>
 #include <vector>
 
+#include "coordinator/cli.hpp"
 #include "coordinator/config.hpp"
 #include "coordinator/supervisor.hpp"
 
