@@ -7,9 +7,13 @@
 #include <deque>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <variant>
 
 #include "coordinator/api_keys.hpp"
 #include "coordinator/asio.hpp"
+#include "coordinator/cli.hpp"
+#include "coordinator/cooldown_timers.hpp"
 #include "coordinator/dispatcher.hpp"
 #include "coordinator/health_checker.hpp"
 #include "coordinator/http_server.hpp"
@@ -18,7 +22,6 @@
 #include "coordinator/orphan_guard.hpp"
 #include "coordinator/orphan_reaper.hpp"
 #include "coordinator/profiles.hpp"
-#include "coordinator/cooldown_timers.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/sd_notify.hpp"
 #include "coordinator/supervisor.hpp"
@@ -87,6 +90,46 @@ ProfileDiscovery discover_profiles_for(const Config& config) {
   return discovery;
 }
 
+// The children this run starts with, and the profiles waiting for a slot.
+struct Fleet {
+  std::vector<Child> children;
+  std::deque<Profile> waiting;
+};
+
+// Attach mode: one child per --upstream, none spawned.
+Fleet attached_fleet(const Config& config) {
+  Fleet fleet;
+  for (const Upstream& upstream : config.upstreams) {
+    Child child = make_child(config, upstream.name, {}, ChildPorts{upstream.port, 0, 0});
+    child.host = upstream.host;
+    child.attached = true;
+    fleet.children.push_back(std::move(child));
+  }
+  return fleet;
+}
+
+// Spawn mode: the discovered profiles fill the slots (--pool-size); the rest wait.
+std::variant<Fleet, std::string> spawned_fleet(const Config& config) {
+  const ProfileDiscovery discovery = discover_profiles_for(config);
+  if (!discovery.error.empty()) return discovery.error;
+  const std::size_t slots =
+      config.pool_size == 0 ? discovery.profiles.size() : std::min(config.pool_size, discovery.profiles.size());
+  if (auto problem = validate_port_layout(config, slots)) return *problem;
+  Fleet fleet;
+  for (std::size_t i = 0; i < discovery.profiles.size(); ++i) {
+    const Profile& profile = discovery.profiles[i];
+    if (i < slots) {
+      fleet.children.push_back(make_child(config, profile.name, profile.path, assign_ports(config, i)));
+    } else {
+      fleet.waiting.push_back(profile);
+    }
+  }
+  if (!fleet.waiting.empty()) {
+    spdlog::info("pool of {} children; {} profile(s) wait their turn", slots, fleet.waiting.size());
+  }
+  return fleet;
+}
+
 // Stops in order: no new requests, in-flight ones get the grace period, then
 // the children go, then the loop ends.
 awaitable<void> shut_down(HttpServer& server, HealthChecker& health, Supervisor* supervisor, const Config& config,
@@ -120,37 +163,172 @@ awaitable<void> ping_watchdog(std::chrono::microseconds period) {
   }
 }
 
+// The services of one run, built in the order they depend on each other (and
+// torn down in reverse), on one io_context.
+class Coordinator {
+ public:
+  Coordinator(const Config& config, Fleet fleet, const std::string& fleet_id, OrphanGuard& guard, ApiKeyStore& api_keys)
+      : config_(config),
+        guard_(guard),
+        api_keys_(api_keys),
+        registry_(std::move(fleet.children)),
+        cooldowns_(io_.get_executor(), registry_),
+        dispatcher_(registry_, config.balance, config.max_queue),
+        pool_(registry_.size(), kIdleConnectionsPerChild, kMaxIdleAge),
+        supervisor_(config.upstreams.empty() ? std::make_unique<Supervisor>(io_, config, registry_, guard,
+                                                                            std::move(fleet.waiting), fleet_id)
+                                             : nullptr),
+        health_(io_, config, registry_),
+        server_(io_, config, services()) {
+    registry_.set_capacity_listener([this] { dispatcher_.pump(); });
+    if (supervisor_) {
+      supervisor_->on_slot_added([this](std::size_t slot) {
+        pool_.resize(registry_.size());
+        health_.watch(slot);
+      });
+    }
+  }
+
+  // Listens, checks the children's ports and readies the supervisor; returns an error or "".
+  std::string start();
+  // Serves until a signal's shutdown ends the loop.
+  void serve();
+
+ private:
+  ServerServices services();
+  std::string reload();
+  void recycle(std::size_t child, const std::string& reason);
+  void on_stop_signal(const error_code& ec, int signal_number);
+  void on_hangup(const error_code& ec);
+
+  const Config& config_;
+  OrphanGuard& guard_;
+  ApiKeyStore& api_keys_;
+  net::io_context io_;
+  Registry registry_;
+  CooldownTimers cooldowns_;  // ends every 429, quota and ejection cooldown
+  Dispatcher dispatcher_;
+  UpstreamPool pool_;
+  Metrics metrics_;
+  std::unique_ptr<Supervisor> supervisor_;
+  HealthChecker health_;
+  HttpServer server_;
+  std::optional<OrphanReaper> reaper_;
+  std::optional<net::signal_set> signals_;
+  std::optional<net::signal_set> hangup_;
+  bool shutting_down_ = false;
+  bool hurry_ = false;
+};
+
+ServerServices Coordinator::services() {
+  AdminActions admin;
+  if (supervisor_) {
+    admin.restart = [this](std::size_t slot) { return supervisor_->restart(slot); };
+    admin.drain = [this](std::size_t slot) { return supervisor_->drain(slot); };
+    admin.undrain = [this](std::size_t slot) { return supervisor_->undrain(slot); };
+  }
+  admin.reload = [this] { return reload(); };
+  auto recycle_child = [this](std::size_t child, std::string reason) { recycle(child, reason); };
+  auto fleet_extra = [this] { return supervisor_ ? supervisor_->fleet_json() : std::string{}; };
+  return ServerServices{registry_, dispatcher_, pool_, metrics_, api_keys_, recycle_child, fleet_extra, admin};
+}
+
+// Re-reads the API keys and rescans the profiles (SIGHUP, POST /admin/reload).
+std::string Coordinator::reload() {
+  std::string problems;
+  if (!config_.api_keys_file.empty()) {
+    if (auto error = api_keys_.load(config_.api_keys_file)) {
+      problems = *error + "; the previous keys stay in force";
+    } else {
+      spdlog::info("reload: {} API key(s)", api_keys_.size());
+    }
+  }
+  if (supervisor_) {
+    const ProfileDiscovery discovery = discover_profiles_for(config_);
+    if (!discovery.error.empty()) {
+      problems += (problems.empty() ? "" : "; ") + discovery.error + "; the children are left as they are";
+    } else {
+      pool_.resize(registry_.size() + discovery.profiles.size());
+      spdlog::info("reload: {}", supervisor_->reload(discovery.profiles));
+    }
+  }
+  return problems;
+}
+
+void Coordinator::recycle(std::size_t child, const std::string& reason) {
+  if (supervisor_) {
+    supervisor_->recycle(child, reason);
+  } else {
+    // Attached: no process to restart; out of rotation until its health check passes.
+    registry_.apply(child, ChildEvent::recycled, reason, Clock::now());
+  }
+}
+
+std::string Coordinator::start() {
+  if (auto error = server_.listen(); !error.empty()) return error;
+  if (supervisor_) {
+    for (const Child& child : registry_.children()) {
+      if (auto error = check_port_free(child.ports.api); !error.empty()) return error;
+    }
+    if (auto error = supervisor_->prepare(); !error.empty()) return error;
+    supervisor_->on_quota_signal([this](std::size_t slot) { server_.note_child_quota(slot); });
+  }
+  reaper_.emplace(io_, [this](pid_t pid) { return pid == guard_.pid() || (supervisor_ && supervisor_->manages(pid)); });
+  reaper_->start();
+  return {};
+}
+
+void Coordinator::on_stop_signal(const error_code& ec, int signal_number) {
+  if (ec) return;
+  if (!shutting_down_) {
+    shutting_down_ = true;
+    spdlog::info("received signal {}: shutting down (grace {:.0f} s)", signal_number, config_.shutdown_grace);
+    net::co_spawn(io_, shut_down(server_, health_, supervisor_.get(), config_, io_, hurry_),
+                  LogEscapedException{"shutdown"});
+  } else {
+    spdlog::info("received signal {} again: stopping children now", signal_number);
+    hurry_ = true;
+  }
+  signals_->async_wait([this](const error_code& next_ec, int next) { on_stop_signal(next_ec, next); });
+}
+
+void Coordinator::on_hangup(const error_code& ec) {
+  if (ec) return;
+  spdlog::info("received SIGHUP: reloading");
+  if (auto problems = reload(); !problems.empty()) spdlog::error("reload: {}", problems);
+  hangup_->async_wait([this](const error_code& next_ec, int) { on_hangup(next_ec); });
+}
+
+void Coordinator::serve() {
+  ::signal(SIGPIPE, SIG_IGN);
+  signals_.emplace(io_, SIGTERM, SIGINT);
+  signals_->async_wait([this](const error_code& ec, int signal_number) { on_stop_signal(ec, signal_number); });
+  hangup_.emplace(io_, SIGHUP);
+  hangup_->async_wait([this](const error_code& ec, int) { on_hangup(ec); });
+
+  if (!supervisor_) {
+    spdlog::info("coordinator listening on {}:{} in attach mode over {} upstream(s)", config_.host, config_.port,
+                 registry_.size());
+  } else {
+    spdlog::info("coordinator listening on {}:{} with {} children (profiles {})", config_.host, config_.port,
+                 registry_.size(), config_.profiles_dir.string());
+    supervisor_->start();
+  }
+  server_.start();
+  health_.start();
+  sd_notify("READY=1");
+  if (const auto interval = sd_watchdog_interval()) {
+    net::co_spawn(io_, ping_watchdog(*interval / 2), LogEscapedException{"watchdog"});
+  }
+  io_.run();
+}
+
 }  // namespace
 
 int run(const Config& config) {
   const bool attach_mode = !config.upstreams.empty();
-  std::vector<Child> children;
-  std::deque<Profile> waiting;
-  if (attach_mode) {
-    for (const Upstream& upstream : config.upstreams) {
-      Child child = make_child(config, upstream.name, {}, ChildPorts{upstream.port, 0, 0});
-      child.host = upstream.host;
-      child.attached = true;
-      children.push_back(std::move(child));
-    }
-  } else {
-    const ProfileDiscovery discovery = discover_profiles_for(config);
-    if (!discovery.error.empty()) return fail(discovery.error);
-    const std::size_t slots =
-        config.pool_size == 0 ? discovery.profiles.size() : std::min(config.pool_size, discovery.profiles.size());
-    if (auto problem = validate_port_layout(config, slots)) return fail(*problem);
-    for (std::size_t i = 0; i < discovery.profiles.size(); ++i) {
-      const Profile& profile = discovery.profiles[i];
-      if (i < slots) {
-        children.push_back(make_child(config, profile.name, profile.path, assign_ports(config, i)));
-      } else {
-        waiting.push_back(profile);
-      }
-    }
-    if (!waiting.empty()) {
-      spdlog::info("pool of {} children; {} profile(s) wait their turn", slots, waiting.size());
-    }
-  }
+  auto planned = attach_mode ? std::variant<Fleet, std::string>(attached_fleet(config)) : spawned_fleet(config);
+  if (const auto* error = std::get_if<std::string>(&planned)) return fail(*error);
 
   // Marks every process of every child's tree (COORDINATOR_TREE), so that
   // the guard can find them all, and nothing else, if this process dies.
@@ -167,115 +345,9 @@ int run(const Config& config) {
                  config.api_keys_file.string());
   }
 
-  net::io_context io;
-  Registry registry(std::move(children));
-  CooldownTimers cooldowns(io.get_executor(), registry);  // ends every 429, quota and ejection cooldown
-  Dispatcher dispatcher(registry, config.balance, config.max_queue);
-  registry.set_capacity_listener([&dispatcher] { dispatcher.pump(); });
-  UpstreamPool pool(registry.size(), kIdleConnectionsPerChild, kMaxIdleAge);
-  Metrics metrics;
-  std::unique_ptr<Supervisor> supervisor;
-  if (!attach_mode) supervisor = std::make_unique<Supervisor>(io, config, registry, guard, std::move(waiting), fleet);
-  HealthChecker health(io, config, registry);
-
-  // Re-reads the API keys and rescans the profiles (SIGHUP, POST /admin/reload).
-  auto reload = [&]() -> std::string {
-    std::string problems;
-    if (!config.api_keys_file.empty()) {
-      if (auto error = api_keys.load(config.api_keys_file)) {
-        problems = *error + "; the previous keys stay in force";
-      } else {
-        spdlog::info("reload: {} API key(s)", api_keys.size());
-      }
-    }
-    if (supervisor) {
-      const ProfileDiscovery discovery = discover_profiles_for(config);
-      if (!discovery.error.empty()) {
-        problems += (problems.empty() ? "" : "; ") + discovery.error + "; the children are left as they are";
-      } else {
-        pool.resize(registry.size() + discovery.profiles.size());
-        spdlog::info("reload: {}", supervisor->reload(discovery.profiles));
-      }
-    }
-    return problems;
-  };
-  AdminActions admin;
-  if (supervisor) {
-    admin.restart = [&](std::size_t slot) { return supervisor->restart(slot); };
-    admin.drain = [&](std::size_t slot) { return supervisor->drain(slot); };
-    admin.undrain = [&](std::size_t slot) { return supervisor->undrain(slot); };
-    supervisor->on_slot_added([&](std::size_t slot) {
-      pool.resize(registry.size());
-      health.watch(slot);
-    });
-  }
-  admin.reload = reload;
-
-  auto recycle = [&](std::size_t child, std::string reason) {
-    if (supervisor) {
-      supervisor->recycle(child, reason);
-    } else {
-      // Attached: no process to restart; out of rotation until its health check passes.
-      registry.apply(child, ChildEvent::recycled, reason, Clock::now());
-    }
-  };
-  auto fleet_extra = [&]() { return supervisor ? supervisor->fleet_json() : std::string{}; };
-  HttpServer server(io, config,
-                    ServerServices{registry, dispatcher, pool, metrics, api_keys, recycle, fleet_extra, admin});
-  if (auto error = server.listen(); !error.empty()) return fail(error);
-  if (supervisor) {
-    for (const Child& child : registry.children()) {
-      if (auto error = check_port_free(child.ports.api); !error.empty()) return fail(error);
-    }
-    if (auto error = supervisor->prepare(); !error.empty()) return fail(error);
-    supervisor->on_quota_signal([&](std::size_t slot) { server.note_child_quota(slot); });
-  }
-
-  OrphanReaper reaper(io, [&](pid_t pid) { return pid == guard.pid() || (supervisor && supervisor->manages(pid)); });
-  reaper.start();
-
-  ::signal(SIGPIPE, SIG_IGN);
-  net::signal_set signals(io, SIGTERM, SIGINT);
-  bool shutting_down = false;
-  bool hurry = false;
-  std::function<void(const error_code&, int)> on_signal = [&](const error_code& ec, int signal_number) {
-    if (ec) return;
-    if (!shutting_down) {
-      shutting_down = true;
-      spdlog::info("received signal {}: shutting down (grace {:.0f} s)", signal_number, config.shutdown_grace);
-      net::co_spawn(io, shut_down(server, health, supervisor.get(), config, io, hurry),
-                    LogEscapedException{"shutdown"});
-    } else {
-      spdlog::info("received signal {} again: stopping children now", signal_number);
-      hurry = true;
-    }
-    signals.async_wait(on_signal);
-  };
-  signals.async_wait(on_signal);
-  net::signal_set hangup(io, SIGHUP);
-  std::function<void(const error_code&, int)> on_hangup = [&](const error_code& ec, int) {
-    if (ec) return;
-    spdlog::info("received SIGHUP: reloading");
-    if (auto problems = reload(); !problems.empty()) spdlog::error("reload: {}", problems);
-    hangup.async_wait(on_hangup);
-  };
-  hangup.async_wait(on_hangup);
-
-  if (attach_mode) {
-    spdlog::info("coordinator listening on {}:{} in attach mode over {} upstream(s)", config.host, config.port,
-                 registry.size());
-  } else {
-    spdlog::info("coordinator listening on {}:{} with {} children (profiles {})", config.host, config.port,
-                 registry.size(), config.profiles_dir.string());
-    supervisor->start();
-  }
-  server.start();
-  health.start();
-  sd_notify("READY=1");
-  if (const auto interval = sd_watchdog_interval()) {
-    net::co_spawn(io, ping_watchdog(*interval / 2), LogEscapedException{"watchdog"});
-  }
-  io.run();
+  Coordinator coordinator(config, std::get<Fleet>(std::move(planned)), fleet, guard, api_keys);
+  if (auto error = coordinator.start(); !error.empty()) return fail(error);
+  coordinator.serve();
   guard.stop();
   return 0;
 }

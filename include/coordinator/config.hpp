@@ -14,6 +14,8 @@ namespace coordinator {
 
 using Seconds = std::chrono::duration<double>;
 
+inline constexpr int kMaxPort = 65535;
+
 // Converts fractional seconds from the command line into a steady-clock duration.
 std::chrono::steady_clock::duration to_duration(double seconds);
 
@@ -102,30 +104,8 @@ struct Config {
   std::size_t shard_count = 1;
 };
 
-// One `key = value` of a TOML config file, with its line for error messages.
-struct ConfigEntry {
-  std::string key;
-  std::vector<std::string> values;  // one, or several for an array
-  int line = 0;
-};
-
-// Parses the TOML subset a config file uses (comments, `key = value` with
-// strings, numbers, booleans and arrays of those; `[coordinator]` section
-// headers are allowed and ignored). Returns "FILE:LINE: reason" on error.
-std::variant<std::vector<ConfigEntry>, std::string> parse_config_file(const std::string& path, std::string_view text);
-
 // Parses `--shard K/N` (0 <= K < N).
 std::optional<std::pair<std::size_t, std::size_t>> parse_shard(const std::string& text);
-
-// What parsing the command line decided: run with a Config, or exit at once
-// (--help, or a refused value) with a message for stdout or stderr.
-struct ExitRequest {
-  int code = 0;
-  std::string message;
-};
-using ParseOutcome = std::variant<Config, ExitRequest>;
-
-ParseOutcome parse_command_line(int argc, const char* const* argv);
 
 // The three ports of child `index`.
 struct ChildPorts {

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "coordinator/asio.hpp"
+#include "coordinator/child_launch.hpp"
+#include "coordinator/child_process.hpp"
 #include "coordinator/config.hpp"
 #include "coordinator/lifecycle.hpp"
 #include "coordinator/orphan_guard.hpp"
@@ -22,51 +24,14 @@
 
 namespace coordinator {
 
-// The argv a child is started with, interpreter first; `profile` is the file
-// given as --active-auth-json (the child's working copy of its profile).
-std::vector<std::string> child_command(const Config& config, const std::string& python, const Child& child,
-                                       const std::filesystem::path& profile);
-
-// True when a TCP port can be bound on every address (nothing listens on it).
-bool port_is_free(int port);
-
-// A child's environment ("KEY=VALUE" entries): `inherited` with `overrides`
-// replacing or adding variables (a later override of the same key wins).
-std::vector<std::string> child_environment(const char* const* inherited,
-                                           const std::vector<std::pair<std::string, std::string>>& overrides);
-
-// What the real child's config/settings.py reads, set out of its way: its
-// own account rotation off (the coordinator decides which account runs
-// where), its token limits out of reach (with rotation off, the soft limit
-// makes its worker loop forever and the hard limit fakes a quota error), and
-// no wait for a login typed at a terminal nobody watches. A switch the
-// coordinator's environment `inherited` sets already is left to it (the
-// operator's word; prepare() warns).
-std::vector<std::pair<std::string, std::string>> child_variables(const char* const* inherited);
-inline constexpr std::string_view kOutOfReachTokens = "1000000000000000000";
-
-// Where this run's working copies of the profiles go: {runtime-dir}/{fleet}.
-std::filesystem::path working_copies_folder(const Config& config, std::string_view fleet);
-
-// True for the line the real child prints when its account is logged out
-// (browser_utils/initialization/core.py): in headless mode it exits at once;
-// in the other modes it gives up after waiting for a login in the window.
-bool child_reports_logged_out(std::string_view line);
-
-// True for the line the real child logs each time its account hits a quota
-// (config/global_state.py set_quota_exceeded), streamed or not.
-bool child_reports_quota(std::string_view line);
-
-// A child's own working folder, kept across its restarts: {runtime-dir}/children/{name}.
-std::filesystem::path child_work_dir(const Config& config, std::string_view name);
-
 // Runs the children like a process supervisor: starts them (staggered), writes
 // their output to `{log-dir}/{name}.log`, notices exits at once, restarts with
 // exponential backoff, parks profiles that keep failing, rotates queued
 // profiles into a slot whose child failed, recycles stuck or oversized
 // children, keeps each child's working copy of its profile in step with the
 // operator's file, and stops every process of every child's tree on
-// shutdown. Runs on the I/O thread only.
+// shutdown. This is the policy; the OS side of each start is a ChildProcess
+// (child_process.hpp). Runs on the I/O thread only.
 class Supervisor {
  public:
   Supervisor(net::io_context& io, const Config& config, Registry& registry, OrphanGuard& guard,
@@ -104,7 +69,19 @@ class Supervisor {
   awaitable<void> stop_all(Clock::duration timeout);
 
  private:
-  struct Process;
+  // After an exit, the output still in the pipes is read (the logged-out line
+  // may be among it) for at most this long before the restart decision.
+  static constexpr Clock::duration kOutputDrain = std::chrono::seconds(1);
+
+  // The OS side of one start (ChildProcess), and what the supervisor keeps
+  // about its working copy of the profile.
+  struct Process : ChildProcess {
+    using ChildProcess::ChildProcess;
+    WorkingProfile profile;
+    bool settled = false;  // its exit is handled: output read, cookies copied back
+    bool operator_change_reported = false;
+    bool copy_failure_reported = false;
+  };
   struct Slot {
     std::shared_ptr<Process> process;
     unsigned consecutive_failures = 0;
@@ -117,11 +94,11 @@ class Supervisor {
     std::string stop_reason;
   };
 
-  // Copies one output stream of a child (stderr or stdout) into its log, a line at a time.
-  static awaitable<void> pump_output(std::shared_ptr<Process> process, bool from_stderr);
   void schedule_start(std::size_t slot, Clock::duration delay);
   awaitable<void> start_when_due(std::size_t slot, unsigned generation, Clock::time_point at);
   void spawn(std::size_t slot);
+  // A start that failed before the launcher ran: `what` (with `detail`) is the exit reported.
+  void start_failed(std::size_t slot, const std::string& what, const std::string& detail);
   void on_exit(std::size_t slot, const std::shared_ptr<Process>& process, int native_status);
   awaitable<void> settle_exit(std::size_t slot, std::shared_ptr<Process> process, std::string how);
   awaitable<void> clean_up_tree(std::shared_ptr<Process> process);
@@ -133,8 +110,13 @@ class Supervisor {
   void sync_profile(Process& process, bool final);
   void refresh_trees();
   void maybe_recycle_for_limits(Clock::time_point now);
-  TreeQuery tree_query(const Process& process) const;
   void discard_working_copy(Process& process);
+  // stop_all's steps: SIGTERM to every launcher's group (and no more starts),
+  // SIGKILL to the groups still alive after `waited`.
+  void terminate_all();
+  void kill_remaining_groups(Clock::duration waited);
+  bool any_launcher_running() const;
+  bool all_settled() const;
 
   net::io_context& io_;
   const Config& config_;

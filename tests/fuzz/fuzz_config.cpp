@@ -12,7 +12,9 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "coordinator/cli.hpp"
 #include "coordinator/config.hpp"
+#include "coordinator/config_file.hpp"
 #include "fuzz_util.hpp"
 
 namespace {

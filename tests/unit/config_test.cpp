@@ -4,7 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/cli.hpp"
 #include "coordinator/config.hpp"
+#include "coordinator/config_file.hpp"
 
 using namespace coordinator;
 
