@@ -1,7 +1,6 @@
 #include "coordinator/app.hpp"
 
 #include <signal.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <deque>
@@ -18,6 +17,7 @@
 #include "coordinator/health_checker.hpp"
 #include "coordinator/http_server.hpp"
 #include "coordinator/http_util.hpp"
+#include "coordinator/log_sink.hpp"
 #include "coordinator/metrics.hpp"
 #include "coordinator/orphan_guard.hpp"
 #include "coordinator/orphan_reaper.hpp"
@@ -359,10 +359,11 @@ int main_entry(int argc, const char* const* argv) {
     return exit->code;
   }
   const Config& config = std::get<Config>(parsed);
-  spdlog::set_default_logger(spdlog::stderr_color_st("coordinator"));
+  spdlog::set_default_logger(make_coordinator_logger());
   configure_logging(config.json_logs);
-  spdlog::flush_on(spdlog::level::info);
-  return run(config);
+  const int status = run(config);
+  spdlog::default_logger()->flush();
+  return status;
 }
 
 }  // namespace coordinator

@@ -53,11 +53,12 @@ void ReqIdWatch::scan(std::string_view bytes) {
 }
 
 struct ChildAttempt::Exchange {
-  explicit Exchange(beast::tcp_stream& stream) : upstream(stream) {
+  explicit Exchange(ChildConnection& stream) : connection(stream), upstream(*stream) {
     buffer.reserve(kRelayBufferBytes);  // a typical answer's head and body in one read, not two
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     parser.header_limit(64 * 1024);
   }
+  ChildConnection& connection;  // given back to the pool after a complete answer
   beast::tcp_stream& upstream;
   beast::flat_buffer buffer;
   Parser parser;
@@ -65,10 +66,9 @@ struct ChildAttempt::Exchange {
   std::array<char, kRelayBufferBytes> chunk;
 };
 
-ChildAttempt::ChildAttempt(std::size_t index, const Child& child, UpstreamPool& pool,
-                           http::request<http::string_body>& request, ClientResponse& client, RelayDeadlines& deadlines,
-                           std::shared_ptr<RelaySignals> signals, net::steady_timer& timer, ReqIdWatch& req_ids,
-                           const AttemptSettings& settings)
+ChildAttempt::ChildAttempt(std::size_t index, const Child& child, UpstreamPool& pool, ChildRequest& request,
+                           ClientResponse& client, RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals,
+                           net::steady_timer& timer, ReqIdWatch& req_ids, const AttemptSettings& settings)
     : index_(index),
       child_(child),
       pool_(pool),
@@ -81,32 +81,35 @@ ChildAttempt::ChildAttempt(std::size_t index, const Child& child, UpstreamPool& 
       settings_(settings) {}
 
 awaitable<AttemptOutcome> ChildAttempt::run() {
-  request_.set(http::field::host, child_.host + ":" + std::to_string(child_.ports.api));
+  request_.address_to(child_.host, child_.ports.api);
   AttemptOutcome refused;
   refused.end = AttemptEnd::refused;
   for (int connection_try = 0; connection_try < 2; ++connection_try) {
-    std::optional<beast::tcp_stream> upstream = pool_.take(index_);
-    const bool pooled = upstream.has_value();
+    // The retry after a pooled connection failed goes to a fresh one.
+    ChildConnection upstream = connection_try == 0 ? pool_.take(index_) : nullptr;
+    const bool pooled = upstream != nullptr;
     error_code ec;
     if (!upstream) {
-      auto fresh = co_await connect_to_child(child_.host, child_.ports.api, settings_.connect_timeout, ec);
-      if (!fresh) {
+      upstream = co_await connect_to_child(child_.host, child_.ports.api, settings_.connect_timeout, ec);
+      if (!upstream) {
         refused.connect_failed = true;
         refused.error = ec == beast::error::timeout ? std::string("connect timed out") : "connect: " + ec.message();
         co_return refused;
       }
-      upstream.emplace(std::move(*fresh));
     }
     upstream->expires_after(settings_.connect_timeout + kSendSlack);
-    co_await http::async_write(*upstream, request_, use_awaitable_ec(ec));
+    co_await net::async_write(*upstream, request_.buffers(), use_awaitable_ec(ec));
     upstream->expires_never();
     if (ec) {
       refused.error = "send: " + ec.message();
-      if (pooled) continue;
+      if (pooled) {
+        pool_.drop(index_);  // the child closed it: its other idle ones are likely closed too
+        continue;
+      }
       co_return refused;
     }
     deadlines_.sent_to_child(Clock::now());
-    Exchange exchange(*upstream);
+    Exchange exchange(upstream);
     const Read read = co_await watched_read(
         *upstream,
         [&](error_code& read_ec) {
@@ -118,7 +121,10 @@ awaitable<AttemptOutcome> ChildAttempt::run() {
     }
     if (read == Read::upstream_error) {
       refused.error = "no answer: " + ec.message();
-      if (pooled && exchange.buffer.size() == 0) continue;
+      if (pooled && exchange.buffer.size() == 0) {
+        pool_.drop(index_);
+        continue;
+      }
       co_return refused;
     }
     co_return ended_by(read, ec, false);
@@ -221,7 +227,7 @@ awaitable<ChildAttempt::Read> ChildAttempt::read_piece(Exchange& exchange, std::
 
 // After a complete answer the child's connection can carry the next request.
 void ChildAttempt::pool(Exchange& exchange) {
-  if (exchange.parser.keep_alive()) pool_.give_back(index_, std::move(exchange.upstream));
+  if (exchange.parser.keep_alive()) pool_.give_back(index_, std::move(exchange.connection));
 }
 
 // A child's error answer: read whole (it is small) so that FastAPI's

@@ -14,23 +14,6 @@ bool is_event_stream(std::string_view content_type) {
 
 }  // namespace
 
-std::string serialize_head(const http::response<http::empty_body>& head) {
-  std::string out;
-  http::response_serializer<http::empty_body> serializer{head};
-  serializer.split(true);  // the header alone: a chunked head must not carry the last chunk
-  error_code ec;
-  while (!ec && !serializer.is_header_done()) {
-    serializer.next(ec, [&](error_code&, const auto& buffers) {
-      const std::size_t size = net::buffer_size(buffers);
-      const std::size_t at = out.size();
-      out.resize(at + size);
-      net::buffer_copy(net::buffer(out.data() + at, size), buffers);
-      serializer.consume(size);
-    });
-  }
-  return out;
-}
-
 ClientResponse::ClientResponse(beast::tcp_stream& client, const Request& request, bool keep_alive,
                                Clock::duration send_timeout, RelayDeadlines& deadlines,
                                std::shared_ptr<RelaySignals> signals)
@@ -47,52 +30,84 @@ void ClientResponse::mark_gone() {
   reusable_ = false;
 }
 
-http::response<http::empty_body> ClientResponse::head_from(const http::response_header<>& child_head) {
-  // By number: a status Beast has no name for (418, 520 ...) must pass unchanged.
-  http::response<http::empty_body> head;
-  head.result(child_head.result_int());
-  head.version(request_.version());
+// The head, written straight into a string field by field, with the bytes and
+// the order Beast gave for a response<empty_body> built from the child's head:
+// no fields object, no serializer.
+std::string ClientResponse::head_bytes(const http::response_header<>& child_head, std::optional<std::uint64_t> length) {
   const std::string_view connection = child_head[http::field::connection];
+  const auto passes = [&](std::string_view name) {
+    return !is_hop_by_hop(name) && !iequals(name, "content-length") && !connection_lists(connection, name);
+  };
+  std::string_view content_type;
+  for (const auto& field : child_head) {
+    if (iequals(field.name_string(), "content-type") && passes(field.name_string())) {
+      content_type = field.value();
+      break;
+    }
+  }
+  sse_ = is_event_stream(content_type);
+  const std::string_view request_id = request_["X-Request-Id"];
+  const unsigned version = request_.version();
+  // By number: a status Beast has no name for (418, 520 ...) must pass unchanged.
+  const unsigned status = child_head.result_int();
+  const std::string_view reason = http::obsolete_reason(static_cast<http::status>(status));
+  std::string out;
+  out.reserve(256 + reason.size());
+  out += "HTTP/";
+  out += static_cast<char>('0' + version / 10);
+  out += '.';
+  out += static_cast<char>('0' + version % 10);
+  out += ' ';
+  out += std::to_string(status);
+  out += ' ';
+  out += reason;
+  out += "\r\n";
+  const auto add = [&out](std::string_view name, std::string_view value) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  };
   for (const auto& field : child_head) {
     const std::string_view name = field.name_string();
-    if (is_hop_by_hop(name) || iequals(name, "content-length") || connection_lists(connection, name)) continue;
-    head.insert(name, field.value());
+    if (!passes(name)) continue;
+    // Fields the coordinator sets itself replace the child's.
+    if (iequals(name, "server") || (!request_id.empty() && iequals(name, "x-request-id")) ||
+        (sse_ && iequals(name, "cache-control"))) {
+      continue;
+    }
+    add(name, field.value());
   }
-  head.set(http::field::server, "coordinator");
-  if (const std::string_view id = request_["X-Request-Id"]; !id.empty()) head.set("X-Request-Id", id);
-  return head;
-}
-
-awaitable<bool> ClientResponse::start(const http::response_header<>& child_head, std::optional<std::uint64_t> length,
-                                      bool stream_mode) {
-  http::response<http::empty_body> head = head_from(child_head);
+  add("Server", "coordinator");
+  if (!request_id.empty()) add("X-Request-Id", request_id);
   if (length) {
-    head.content_length(*length);
+    add("Content-Length", std::to_string(*length));
     framing_ = Framing::length;
-  } else if (request_.version() >= 11) {
-    head.chunked(true);
+  } else if (version >= 11) {
+    add("Transfer-Encoding", "chunked");
     framing_ = Framing::chunked;
   } else {
     framing_ = Framing::close;
     keep_alive_ = false;
   }
-  head.keep_alive(keep_alive_);
-  sse_ = is_event_stream(head[http::field::content_type]);
-  if (sse_) head.set(http::field::cache_control, "no-cache");
-  status_ = head.result_int();
+  if (version >= 11 && !keep_alive_) add("Connection", "close");
+  if (version < 11 && keep_alive_) add("Connection", "keep-alive");
+  if (sse_) add("Cache-Control", "no-cache");
+  out += "\r\n";
+  return out;
+}
+
+awaitable<bool> ClientResponse::start(const http::response_header<>& child_head, std::optional<std::uint64_t> length,
+                                      bool stream_mode) {
+  pending_head_ = head_bytes(child_head, length);
+  status_ = child_head.result_int();
   committed_ = true;
   if (stream_mode) stream_ttfb_ = std::chrono::duration<double>(Clock::now() - started_).count();
   if (!sse_ && !stream_mode) {
     // Not a stream: the head waits for the first body bytes and goes out in
     // the same write (one segment, one wake-up of the client, not two).
-    pending_head_ = serialize_head(head);
     co_return true;
   }
-  co_return co_await write_now(head);
-}
-
-awaitable<bool> ClientResponse::write_now(const http::response<http::empty_body>& head) {
-  pending_head_ = serialize_head(head);
   co_return co_await write(net::buffer(pending_head_), net::const_buffer(), false);
 }
 

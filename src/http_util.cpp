@@ -1,5 +1,7 @@
 #include "coordinator/http_util.hpp"
 
+#include "coordinator/log_sink.hpp"
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 #include <algorithm>
@@ -14,10 +16,19 @@ std::string dump_json(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+namespace {
+// ASCII only, as HTTP field names are; std::tolower consults the locale per character.
+constexpr char ascii_lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
+}
+}  // namespace
+
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  }
+  return true;
 }
 
 HeaderBlockCheck check_header_block(std::string_view bytes, std::size_t max_fields) {
@@ -114,10 +125,10 @@ void log_access(std::string_view method, std::string_view path, unsigned status,
     const nlohmann::json line = {{"type", "access"}, {"method", method},        {"path", path},
                                  {"status", status}, {"child", child},          {"duration_ms", seconds * 1000},
                                  {"bytes", bytes},   {"request_id", request_id}};
-    spdlog::info("{}", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    access_logger().info("{}", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   } else {
-    spdlog::info("access {} {} {} child={} {:.1f}ms bytes={} id={}", method, path, status,
-                 child.empty() ? std::string_view("-") : child, seconds * 1000, bytes, request_id);
+    access_logger().info("access {} {} {} child={} {:.1f}ms bytes={} id={}", method, path, status,
+                         child.empty() ? std::string_view("-") : child, seconds * 1000, bytes, request_id);
   }
 }
 

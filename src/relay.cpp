@@ -104,9 +104,8 @@ class Relay {
                   signals_),
         timer_(client.get_executor()),
         req_ids_([this](const std::string& req_id) { found_req_id(req_id); }),
-        settings_{to_duration(context.config.connect_timeout), stream_requested} {
-    build_upstream_request(std::move(client_address));
-  }
+        settings_{to_duration(context.config.connect_timeout), stream_requested},
+        child_request_(request, client_address) {}
 
   awaitable<ForwardResult> run() {
     deadlines_.begin(Clock::now());
@@ -145,13 +144,11 @@ class Relay {
   void cancel_work(std::size_t child);
   void found_req_id(const std::string& req_id);
   long seconds_until_first_cooldown_ends() const;
-  void build_upstream_request(std::string client_address);
 
   ForwardContext& context_;
   const Config& config_;
   beast::tcp_stream& client_;
   const http::request<http::string_body>& request_;
-  http::request<http::string_body> upstream_request_;
   const bool stream_requested_;
   const bool takes_slot_;
   std::shared_ptr<RelaySignals> signals_;
@@ -160,6 +157,7 @@ class Relay {
   net::steady_timer timer_;
   ReqIdWatch req_ids_;
   const AttemptSettings settings_;
+  ChildRequest child_request_;
   std::optional<std::size_t> current_child_;
   std::string child_name_;   // the child that answered, for the access log
   bool all_limited_ = true;  // every attempt so far was refused for a 429 or for quota
@@ -206,7 +204,7 @@ awaitable<void> Relay::dispatch() {
 awaitable<AttemptOutcome> Relay::attempt(std::size_t child) {
   current_child_ = child;
   const RegisteredAttempt registered(context_.active, child, signals_.get());
-  ChildAttempt attempt(child, context_.registry.at(child), context_.pool, upstream_request_, response_, deadlines_,
+  ChildAttempt attempt(child, context_.registry.at(child), context_.pool, child_request_, response_, deadlines_,
                        signals_, timer_, req_ids_, settings_);
   AttemptOutcome outcome = co_await attempt.run();
   if (outcome.status != 0 || outcome.end != AttemptEnd::refused) child_name_ = context_.registry.at(child).name;
@@ -393,27 +391,6 @@ long Relay::seconds_until_first_cooldown_ends() const {
   if (first == Clock::time_point::max()) return 0;  // the table's Retry-After
   const double seconds = std::chrono::duration<double>(first - now).count();
   return std::max(1L, static_cast<long>(std::ceil(seconds)));
-}
-
-void Relay::build_upstream_request(std::string client_address) {
-  upstream_request_ = http::request<http::string_body>{request_.method(), request_.target(), 11};
-  const std::string_view connection = request_[http::field::connection];
-  for (const auto& field : request_) {
-    const std::string_view name = field.name_string();
-    if (is_hop_by_hop(name) || iequals(name, "host") || iequals(name, "content-length") || iequals(name, "expect") ||
-        connection_lists(connection, name)) {
-      continue;
-    }
-    upstream_request_.insert(name, field.value());
-  }
-  if (!client_address.empty()) {
-    const std::string_view earlier = request_["X-Forwarded-For"];
-    upstream_request_.set("X-Forwarded-For",
-                          earlier.empty() ? client_address : std::string(earlier) + ", " + client_address);
-  }
-  upstream_request_.body() = request_.body();
-  upstream_request_.keep_alive(true);
-  upstream_request_.prepare_payload();
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
 namespace coordinator {
 
@@ -22,10 +21,10 @@ void set_no_delay(tcp::socket& socket) {
   socket.set_option(tcp::no_delay(true), ignored);
 }
 
-awaitable<std::optional<beast::tcp_stream>> connect_to_child(const std::string& host, int port, Clock::duration timeout,
-                                                             error_code& ec) {
+awaitable<ChildConnection> connect_to_child(const std::string& host, int port, Clock::duration timeout,
+                                            error_code& ec) {
   const auto executor = co_await net::this_coro::executor;
-  beast::tcp_stream stream(executor);
+  auto stream = std::make_unique<beast::tcp_stream>(executor);
   std::vector<tcp::endpoint> endpoints;
   const auto address = net::ip::make_address(host, ec);
   if (!ec) {
@@ -33,46 +32,41 @@ awaitable<std::optional<beast::tcp_stream>> connect_to_child(const std::string& 
   } else {
     tcp::resolver resolver(executor);
     const auto results = co_await resolver.async_resolve(host, std::to_string(port), use_awaitable_ec(ec));
-    if (ec) co_return std::nullopt;
+    if (ec) {
+      co_return nullptr;
+    }
     for (const auto& entry : results) endpoints.push_back(entry.endpoint());
   }
-  stream.expires_after(timeout);
-  co_await stream.async_connect(endpoints, use_awaitable_ec(ec));
-  if (ec) co_return std::nullopt;
-  stream.expires_never();
-  set_no_delay(stream.socket());
-  co_return std::optional<beast::tcp_stream>(std::move(stream));
+  stream->expires_after(timeout);
+  co_await stream->async_connect(endpoints, use_awaitable_ec(ec));
+  if (ec) {
+    co_return nullptr;
+  }
+  stream->expires_never();
+  set_no_delay(stream->socket());
+  co_return stream;
 }
 
 UpstreamPool::UpstreamPool(std::size_t children, std::size_t max_idle_per_child, Clock::duration max_idle_age)
     : idle_(children), max_idle_per_child_(max_idle_per_child), max_idle_age_(max_idle_age) {}
 
-namespace {
-// An idle connection the child has closed reads as EOF (or an error) at once.
-bool still_open(beast::tcp_stream& stream) {
-  char byte = 0;
-  const auto received = ::recv(stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-}  // namespace
-
-std::optional<beast::tcp_stream> UpstreamPool::take(std::size_t child) {
+ChildConnection UpstreamPool::take(std::size_t child) {
   auto& idle = idle_.at(child);
   const auto now = Clock::now();
   while (!idle.empty()) {
     Idle entry = std::move(idle.back());
     idle.pop_back();
     // Children close idle keep-alive connections themselves after a few seconds.
-    if (now - entry.since > max_idle_age_ || !still_open(entry.stream)) continue;
-    return std::optional<beast::tcp_stream>(std::move(entry.stream));
+    if (now - entry.since > max_idle_age_) continue;
+    return std::move(entry.stream);
   }
-  return std::nullopt;
+  return nullptr;
 }
 
-void UpstreamPool::give_back(std::size_t child, beast::tcp_stream stream) {
+void UpstreamPool::give_back(std::size_t child, ChildConnection stream) {
   auto& idle = idle_.at(child);
   if (idle.size() >= max_idle_per_child_) idle.pop_front();
-  stream.expires_never();
+  stream->expires_never();
   idle.push_back({std::move(stream), Clock::now()});
 }
 

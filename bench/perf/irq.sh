@@ -2,7 +2,7 @@
 # irq.sh BIN OUT : instructions (callgrind Ir) per proxied request, 64 connections, user space only
 set -u
 bin=$1; out=$2; base=${3:-21600}
-mkdir -p $out; cd $(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+mkdir -p "$out"; cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)" || exit
 python3 - "$bin" "$out" "$base" <<'PY'
 import sys, os, subprocess, time, json, re, signal
 sys.path.insert(0, "bench")

@@ -7,6 +7,7 @@
 
 #include "coordinator/asio.hpp"
 #include "coordinator/child.hpp"
+#include "coordinator/child_request.hpp"
 #include "coordinator/client_response.hpp"
 #include "coordinator/relay_deadlines.hpp"
 #include "coordinator/relay_signals.hpp"
@@ -66,7 +67,7 @@ struct AttemptSettings {
 // fresh one. Reports nothing itself: the relay decides from the outcome.
 class ChildAttempt {
  public:
-  ChildAttempt(std::size_t index, const Child& child, UpstreamPool& pool, http::request<http::string_body>& request,
+  ChildAttempt(std::size_t index, const Child& child, UpstreamPool& pool, ChildRequest& request,
                ClientResponse& client, RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals,
                net::steady_timer& timer, ReqIdWatch& req_ids, const AttemptSettings& settings);
 
@@ -92,7 +93,7 @@ class ChildAttempt {
   const std::size_t index_;
   const Child& child_;
   UpstreamPool& pool_;
-  http::request<http::string_body>& request_;
+  ChildRequest& request_;
   ClientResponse& client_;
   RelayDeadlines& deadlines_;
   std::shared_ptr<RelaySignals> signals_;

@@ -65,8 +65,7 @@ class ClientResponse {
  private:
   enum class Framing { length, chunked, close };
 
-  http::response<http::empty_body> head_from(const http::response_header<>& child_head);
-  awaitable<bool> write_now(const http::response<http::empty_body>& head);
+  std::string head_bytes(const http::response_header<>& child_head, std::optional<std::uint64_t> length);
   awaitable<bool> write(net::const_buffer head, net::const_buffer data, bool last_chunk);
 
   beast::tcp_stream& client_;
@@ -85,8 +84,5 @@ class ClientResponse {
   std::uint64_t bytes_sent_ = 0;
   double stream_ttfb_ = -1;
 };
-
-// Beast's serialization of a response head, as one string (no stream object).
-std::string serialize_head(const http::response<http::empty_body>& head);
 
 }  // namespace coordinator

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -11,10 +12,13 @@
 
 namespace coordinator {
 
+// A connection to a child, held by pointer: moving a Beast 1.74 stream
+// allocates a new one inside, and a pooled connection moves several times.
+using ChildConnection = std::unique_ptr<beast::tcp_stream>;
+
 // Opens a connection to `host`:`port` within `timeout` (a name is resolved
-// off the event loop by Asio's resolver).
-awaitable<std::optional<beast::tcp_stream>> connect_to_child(const std::string& host, int port, Clock::duration timeout,
-                                                             error_code& ec);
+// off the event loop by Asio's resolver); null on failure.
+awaitable<ChildConnection> connect_to_child(const std::string& host, int port, Clock::duration timeout, error_code& ec);
 
 // Idle keep-alive connections per child, so requests do not pay a handshake.
 // A connection goes back only after a complete, well-framed exchange.
@@ -22,9 +26,14 @@ class UpstreamPool {
  public:
   UpstreamPool(std::size_t children, std::size_t max_idle_per_child, Clock::duration max_idle_age);
 
-  // An idle connection that still looks open, if any.
-  std::optional<beast::tcp_stream> take(std::size_t child);
-  void give_back(std::size_t child, beast::tcp_stream stream);
+  // The most recently returned idle connection younger than max_idle_age, if
+  // any. The child may have closed it meanwhile (no peek: that was a system
+  // call per request): the caller retries one that fails before any answer
+  // on a fresh connection.
+  ChildConnection take(std::size_t child);
+  // Closes every idle connection to `child` (one of them was found closed).
+  void drop(std::size_t child) { idle_.at(child).clear(); }
+  void give_back(std::size_t child, ChildConnection stream);
   // Room for slots added by a live reload.
   void resize(std::size_t children) {
     if (children > idle_.size()) idle_.resize(children);
@@ -32,7 +41,7 @@ class UpstreamPool {
 
  private:
   struct Idle {
-    beast::tcp_stream stream;
+    ChildConnection stream;
     Clock::time_point since;
   };
   std::vector<std::deque<Idle>> idle_;

@@ -98,3 +98,15 @@ TEST(HttpUtil, ErrorBodyStaysValidJsonForInvalidUtf8) {
   const std::string body = error_body("No route for /v1/\xc3\x28.", "invalid_request_error", "not_found");
   EXPECT_TRUE(nlohmann::json::accept(body)) << body;
 }
+
+namespace coordinator {
+namespace {
+TEST(HttpUtil, IEqualsFoldsAsciiCaseOnly) {
+  EXPECT_TRUE(iequals("Content-Type", "content-type"));
+  EXPECT_TRUE(iequals("X-API-KEY", "x-api-key"));
+  EXPECT_FALSE(iequals("content-type", "content-typ"));
+  EXPECT_FALSE(iequals("a[", "A{"));  // '[' and '{' differ by the case bit but are not letters
+  EXPECT_FALSE(iequals("\xc3\x84", "\xc3\xa4"));
+}
+}  // namespace
+}  // namespace coordinator

@@ -1,0 +1,63 @@
+#include "coordinator/child_request.hpp"
+
+#include "coordinator/http_util.hpp"
+
+namespace coordinator {
+
+namespace {
+
+void add_field(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += ": ";
+  out += value;
+  out += "\r\n";
+}
+
+}  // namespace
+
+ChildRequest::ChildRequest(const http::request<http::string_body>& request, std::string_view client_address)
+    : body_(request.body()) {
+  // Written straight into a string: a copied request<string_body> and Beast's
+  // serializer were a fifth of the proxy's instructions per request.
+  head_.reserve(512);
+  head_ += request.method_string();
+  head_ += ' ';
+  head_ += request.target();
+  head_ += " HTTP/1.1\r\n";
+  const std::string_view connection = request[http::field::connection];
+  const bool forwarded_for = !client_address.empty();
+  for (const auto& field : request) {
+    const std::string_view name = field.name_string();
+    if (is_hop_by_hop(name) || iequals(name, "host") || iequals(name, "content-length") || iequals(name, "expect") ||
+        connection_lists(connection, name) || (forwarded_for && iequals(name, "x-forwarded-for"))) {
+      continue;
+    }
+    add_field(head_, name, field.value());
+  }
+  if (forwarded_for) {
+    const std::string_view earlier = request["X-Forwarded-For"];
+    if (earlier.empty()) {
+      add_field(head_, "X-Forwarded-For", client_address);
+    } else {
+      add_field(head_, "X-Forwarded-For", std::string(earlier) + ", " + std::string(client_address));
+    }
+  }
+  // As Beast's prepare_payload: a length unless the body is empty on a method
+  // that does not expect one.
+  const http::verb method = request.method();
+  if (!body_.empty() || method == http::verb::options || method == http::verb::put || method == http::verb::post) {
+    add_field(head_, "Content-Length", std::to_string(body_.size()));
+  }
+  fields_end_ = head_.size();
+}
+
+void ChildRequest::address_to(std::string_view host, int port) {
+  head_.resize(fields_end_);
+  head_ += "Host: ";
+  head_ += host;
+  head_ += ':';
+  head_ += std::to_string(port);
+  head_ += "\r\n\r\n";
+}
+
+}  // namespace coordinator
