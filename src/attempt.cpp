@@ -329,69 +329,89 @@ awaitable<AttemptOutcome> ChildAttempt::relay_body(Exchange& exchange) {
 // stream ends, because the real child sends its quota error after it. Later
 // error events reach the client in the OpenAI shape, then [DONE].
 awaitable<AttemptOutcome> ChildAttempt::relay_events(Exchange& exchange) {
-  const auto& head = exchange.parser.get();
   deadlines_.become_stream(Clock::now());
-  AttemptOutcome outcome;
-  outcome.status = 200;
   StreamGate gate;
   while (!exchange.parser.is_done()) {
     error_code ec;
     std::string_view received;
     const Read read = co_await read_piece(exchange, received, ec);
     if (!received.empty()) {
-      child_sent(received);
-      const std::optional<StreamError> failure = gate.take(received);
-      if (failure && !gate.started) {
-        outcome.end = AttemptEnd::refused;
-        outcome.quota = failure->quota;
-        if (failure->quota) outcome.quota_reason = "out of quota: " + failure->message;
-        outcome.error = "its stream failed before any work was delivered: " + failure->message;
-        co_return outcome;
-      }
-      if (gate.started && !client_.committed()) {
-        const bool started = co_await client_.start(head, std::nullopt, true);
-        if (!started) {
-          co_return ended_by(Read::client_gone, ec, true);
-        }
-      }
-      if (failure) {
-        spdlog::warn("child {} sent an error event mid-stream: {}", child_.name, failure->message);
-        outcome.quota = failure->quota;
-        if (failure->quota) outcome.quota_reason = "out of quota: " + failure->message;
-        outcome.error = failure->message;
-        const errc code = failure->quota ? errc::stream_quota_exhausted : errc::child_stream_error;
-        co_await client_.end_stream_with(std::move(gate.out) + stream_abort_events(code, failure->message));
-        co_return outcome;
-      }
-      if (!gate.out.empty()) {
-        delivered_ = true;
-        const bool sent = co_await client_.send(gate.out);
-        if (!sent) {
-          co_return ended_by(Read::client_gone, ec, true);
-        }
+      std::optional<AttemptOutcome> ended = co_await pass_events(exchange, gate, received);
+      if (ended) {
+        co_return *ended;
       }
     }
     if (read == Read::ok) continue;
+    AttemptOutcome outcome;
+    outcome.status = 200;
     if (!gate.started && read == Read::upstream_error) {
       outcome.end = AttemptEnd::refused;
       outcome.error = "its stream broke off before any work was delivered: " + ec.message();
       co_return outcome;
     }
     if (read == Read::quota_retry) {
-      AttemptOutcome retry = ended_by(read, ec, false);
-      retry.status = 200;
-      co_return retry;
+      outcome = ended_by(read, ec, false);
+      outcome.status = 200;
+      co_return outcome;
     }
     if (!client_.committed() && read != Read::client_gone) {
-      const bool started = co_await client_.start(head, std::nullopt, true);
+      const bool started = co_await client_.start(exchange.parser.get(), std::nullopt, true);
       if (!started) {
         co_return outcome;
       }
     }
-    AttemptOutcome ended = ended_by(read, ec, true);
-    ended.status = 200;
-    co_return ended;
+    outcome = ended_by(read, ec, true);
+    outcome.status = 200;
+    co_return outcome;
   }
+  co_return co_await finish_events(exchange, gate);
+}
+
+// One piece of the child's stream through the gate; nullopt while the stream goes on.
+awaitable<std::optional<AttemptOutcome>> ChildAttempt::pass_events(Exchange& exchange, StreamGate& gate,
+                                                                   std::string_view received) {
+  child_sent(received);
+  AttemptOutcome outcome;
+  outcome.status = 200;
+  const std::optional<StreamError> failure = gate.take(received);
+  if (failure) {
+    outcome.quota = failure->quota;
+    if (failure->quota) outcome.quota_reason = "out of quota: " + failure->message;
+  }
+  if (failure && !gate.started) {
+    outcome.end = AttemptEnd::refused;
+    outcome.error = "its stream failed before any work was delivered: " + failure->message;
+    co_return outcome;
+  }
+  const error_code no_error;
+  if (gate.started && !client_.committed()) {
+    const bool started = co_await client_.start(exchange.parser.get(), std::nullopt, true);
+    if (!started) {
+      co_return ended_by(Read::client_gone, no_error, true);
+    }
+  }
+  if (failure) {
+    spdlog::warn("child {} sent an error event mid-stream: {}", child_.name, failure->message);
+    outcome.error = failure->message;
+    const errc code = failure->quota ? errc::stream_quota_exhausted : errc::child_stream_error;
+    std::string events = std::move(gate.out) + stream_abort_events(code, failure->message);
+    co_await client_.end_stream_with(std::move(events));
+    co_return outcome;
+  }
+  if (!gate.out.empty()) {
+    delivered_ = true;
+    const bool sent = co_await client_.send(gate.out);
+    if (!sent) {
+      co_return ended_by(Read::client_gone, no_error, true);
+    }
+  }
+  co_return std::nullopt;
+}
+
+// The child's stream ended well: what the gate held back ([DONE]), then the end of the body.
+awaitable<AttemptOutcome> ChildAttempt::finish_events(Exchange& exchange, StreamGate& gate) {
+  AttemptOutcome outcome;
+  outcome.status = 200;
   std::string rest = gate.finish();
   if (!gate.started && rest.empty()) {
     outcome.end = AttemptEnd::refused;
@@ -399,7 +419,7 @@ awaitable<AttemptOutcome> ChildAttempt::relay_events(Exchange& exchange) {
     co_return outcome;
   }
   if (!client_.committed()) {
-    const bool started = co_await client_.start(head, std::nullopt, true);
+    const bool started = co_await client_.start(exchange.parser.get(), std::nullopt, true);
     if (!started) {
       co_return outcome;
     }

@@ -7,6 +7,7 @@
 
 #include "coordinator/asio.hpp"
 #include "coordinator/child.hpp"
+#include "coordinator/child_answers.hpp"
 #include "coordinator/child_request.hpp"
 #include "coordinator/client_response.hpp"
 #include "coordinator/relay_deadlines.hpp"
@@ -82,6 +83,8 @@ class ChildAttempt {
   awaitable<AttemptOutcome> relay_error(Exchange& exchange);
   awaitable<AttemptOutcome> relay_body(Exchange& exchange);
   awaitable<AttemptOutcome> relay_events(Exchange& exchange);
+  awaitable<std::optional<AttemptOutcome>> pass_events(Exchange& exchange, StreamGate& gate, std::string_view received);
+  awaitable<AttemptOutcome> finish_events(Exchange& exchange, StreamGate& gate);
   awaitable<Read> read_piece(Exchange& exchange, std::string_view& received, error_code& ec);
   template <class StartRead>
   awaitable<Read> watched_read(beast::tcp_stream& upstream, StartRead start_read, error_code& ec);
