@@ -1,51 +1,20 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
-#include "coordinator/api_keys.hpp"
 #include "coordinator/asio.hpp"
 #include "coordinator/config.hpp"
-#include "coordinator/errors.hpp"
 #include "coordinator/metrics.hpp"
-#include "coordinator/registry.hpp"
 #include "coordinator/relay.hpp"
-#include "coordinator/responses.hpp"
-#include "coordinator/upstream.hpp"
+#include "coordinator/routes.hpp"
 
 namespace coordinator {
 
-// The /ready and /health body: fleet summary plus one entry per child.
-// `extra` fields (e.g. the profile queue) are merged in.
-std::string readiness_body(const Registry& registry, Clock::time_point now, const std::string& extra_json = {});
-
-// The children as JSON, as in /ready's `children` and GET /admin/children.
-std::string children_json(const Registry& registry, Clock::time_point now);
-
-// What the admin API can ask of the rest of the daemon. Each returns an error
-// message, or an empty string when done.
-struct AdminActions {
-  std::function<std::string(std::size_t)> restart;
-  std::function<std::string(std::size_t)> drain;
-  std::function<std::string(std::size_t)> undrain;
-  std::function<std::string()> reload;  // API keys and profiles
-};
-
-// Everything the server works with besides its sockets.
-struct ServerServices {
-  Registry& registry;
-  Dispatcher& dispatcher;
-  UpstreamPool& pool;
-  Metrics& metrics;
-  const ApiKeyStore& api_keys;
-  std::function<void(std::size_t, std::string)> recycle;
-  std::function<std::string()> fleet_extra;  // extra /ready fields (JSON object)
-  AdminActions admin;
-};
-
-// The client-facing HTTP/1.1 server: accepts, parses, routes and answers,
-// forwarding /v1/* through the relay.
+// The client-facing HTTP/1.1 server: accepts, reads and checks each request,
+// hands it to the router (src/routes.cpp), and keeps the connection alive.
 class HttpServer {
  public:
   HttpServer(net::io_context& io, const Config& config, ServerServices services);
@@ -57,12 +26,10 @@ class HttpServer {
   // Graceful shutdown: no new connections; idle keep-alive connections are
   // closed; busy ones close after their current answer.
   void stop_accepting();
-  std::size_t requests_in_flight() const { return requests_in_flight_; }
+  std::size_t requests_in_flight() const { return state_.requests_in_flight; }
   void close_all_connections();
   // A child's log showed a quota hit: cool it down, send its unserved attempts elsewhere.
-  void note_child_quota(std::size_t child) {
-    report_quota_from_child_log(forward_, child, "out of quota (its log: GLOBAL ALERT: Quota Exceeded!)");
-  }
+  void note_child_quota(std::size_t child) { router_.note_child_quota(child); }
 
  private:
   struct Session {
@@ -72,31 +39,20 @@ class HttpServer {
 
   awaitable<void> accept_loop();
   awaitable<void> run_session(tcp::socket socket);
-  awaitable<bool> route(beast::tcp_stream& stream, const http::request<http::string_body>& request,
-                        const net::ip::address& peer, ForwardResult& outcome);
-  awaitable<bool> broadcast_cancel(beast::tcp_stream& stream, const http::request<http::string_body>& request,
-                                   std::string req_id, ForwardResult& outcome);
-  awaitable<bool> reply(beast::tcp_stream& stream, const http::request<http::string_body>& request, unsigned status,
-                        std::string body, ForwardResult& outcome, ExtraHeaders extra = {});
-  // 200 with a non-JSON body (metrics, the status page); no body for HEAD.
-  awaitable<bool> reply_text(beast::tcp_stream& stream, const http::request<http::string_body>& request,
-                             std::string body, std::string content_type, ForwardResult& outcome);
-  awaitable<bool> reply_error(beast::tcp_stream& stream, const http::request<http::string_body>& request, errc error,
-                              std::string message, ForwardResult& outcome, ExtraHeaders extra = {});
-  bool keep_alive_for(const http::request<http::string_body>& request) const;
-  awaitable<bool> route_admin(beast::tcp_stream& stream, const http::request<http::string_body>& request,
-                              std::string_view path, const net::ip::address& peer, ForwardResult& outcome);
+  // The next request on the connection, checked; none when the client left or
+  // timed out, or when it was refused (the refusal is sent, the connection ends).
+  awaitable<std::optional<Request>> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                                 ForwardResult& outcome);
+  // Routes one request and logs it; returns whether the connection goes on.
+  awaitable<bool> serve_request(Exchange exchange);
 
   net::io_context& io_;
   const Config& config_;
-  Registry& registry_;
-  ServerServices services_;
-  ActiveRelays active_relays_;  // declared before forward_, which points at it
-  ForwardContext forward_;
+  ServerState state_;
+  Replies replies_;
+  Router router_;
   tcp::acceptor acceptor_;
   bool accepting_ = false;
-  bool shutting_down_ = false;
-  std::size_t requests_in_flight_ = 0;
   std::uint64_t next_session_id_ = 0;
   std::unordered_map<std::uint64_t, Session> sessions_;
 };
