@@ -76,7 +76,8 @@ std::string json_answer(unsigned status, const std::string& body, const std::str
 }
 
 std::string completion(const std::string& text) {
-  return R"({"id":"chatcmpl-xyz9876-1700000000","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":")" +
+  return R"({"id":"chatcmpl-xyz9876-1700000000","object":"chat.completion",)"
+         R"("choices":[{"index":0,"message":{"role":"assistant","content":")" +
          text + R"("}}]})";
 }
 
