@@ -1,5 +1,5 @@
 // Raw client bytes, as the coordinator's listener reads them (the steps of
-// HttpServer::run_session in src/http_server.cpp), up to 8 pipelined requests
+// HttpServer::read_request in src/http_server.cpp), up to 8 pipelined requests
 // on one connection, arriving in pieces of 1-4096 bytes:
 //  - check_header_block on the raw bytes until the header block is complete
 //    (100 fields at most, 64 KiB): when it accepts a block, Beast must end the
@@ -13,10 +13,10 @@
 //    is_hop_by_hop and connection_lists over every field, the 404/405 error
 //    bodies that quote the path (valid JSON required), the access-log line in
 //    both formats (the JSON one must parse; the text one must stay one line);
-//  - for GET and POST, the request forwarded to a child, built as
-//    Relay::build_upstream_request does (src/relay.cpp; mirrored here because
-//    that member is private): serialized, it must read back as exactly one
-//    request with the same method, target and body (no smuggling).
+//  - for GET and POST, the request forwarded to a child, built by the relay's
+//    own ChildRequest (src/child_request.cpp): it must read back as exactly one
+//    request with the same method, target and body, and no hop-by-hop field
+//    (no smuggling).
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -26,6 +26,7 @@
 #include <sstream>
 
 #include "coordinator/api_keys.hpp"
+#include "coordinator/child_request.hpp"
 #include "coordinator/http_util.hpp"
 #include "coordinator/json_check.hpp"
 #include "fuzz_util.hpp"
@@ -176,38 +177,12 @@ void check_access_log(std::string_view method, std::string_view path, std::strin
   }
 }
 
-// Relay::build_upstream_request, minus the peer address (fixed here).
-http::request<http::string_body> upstream_request_for(const http::request<http::string_body>& request) {
-  http::request<http::string_body> upstream{request.method(), request.target(), 11};
-  const std::string_view connection = request[http::field::connection];
-  for (const auto& field : request) {
-    const std::string_view name = field.name_string();
-    if (coordinator::is_hop_by_hop(name) || coordinator::iequals(name, "host") ||
-        coordinator::iequals(name, "content-length") || coordinator::iequals(name, "expect") ||
-        coordinator::connection_lists(connection, name)) {
-      continue;
-    }
-    upstream.insert(name, field.value());
-  }
-  const std::string_view earlier = request["X-Forwarded-For"];
-  upstream.set("X-Forwarded-For", earlier.empty() ? std::string("127.0.0.1") : std::string(earlier) + ", 127.0.0.1");
-  upstream.body() = request.body();
-  upstream.keep_alive(true);
-  upstream.prepare_payload();
-  return upstream;
-}
-
 void check_forwarded(const http::request<http::string_body>& request) {
-  const auto upstream = upstream_request_for(request);
-  for (const auto& field : upstream) {
-    FUZZ_CHECK(!coordinator::is_hop_by_hop(field.name_string()) ||
-               coordinator::iequals(field.name_string(), "connection") ||
-               coordinator::iequals(field.name_string(), "transfer-encoding"));
-  }
-  std::ostringstream out;
-  out << upstream;
-  FUZZ_CHECK(out.good());
-  const std::string wire = out.str();
+  // The request as the relay sends it to a child (src/child_request.cpp).
+  coordinator::ChildRequest upstream(request, "127.0.0.1");
+  upstream.address_to("127.0.0.1", 3100);
+  std::string wire;
+  for (const auto& piece : upstream.buffers()) wire.append(static_cast<const char*>(piece.data()), piece.size());
 
   // What the child reads: exactly one request, the same one.
   http::request_parser<http::string_body> child;
@@ -228,6 +203,7 @@ void check_forwarded(const http::request<http::string_body>& request) {
   FUZZ_CHECK(got.method() == request.method());
   FUZZ_CHECK(got.target() == request.target());
   FUZZ_CHECK(got.body() == request.body());
+  for (const auto& field : got) FUZZ_CHECK(!coordinator::is_hop_by_hop(field.name_string()));
 }
 
 void check_request(http::request<http::string_body>& request) {
@@ -257,7 +233,7 @@ void check_request(http::request<http::string_body>& request) {
     (void)coordinator::connection_lists(connection, field.name_string());
   }
 
-  // The answers that quote the request (src/http_server.cpp: route()).
+  // The answers that quote the request (src/routes.cpp: Router::route).
   check_error_body("No route for " + std::string(path) + ".");
   check_error_body("Method " + std::string(request.method_string()) + " is not allowed on " + std::string(path) + ".");
   check_access_log(request.method_string(), path, request["X-Request-Id"]);
