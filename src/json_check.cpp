@@ -18,7 +18,8 @@ namespace {
 // number that overflows or underflows a double take a slower path).
 class Scanner {
  public:
-  Scanner(std::string_view text, std::size_t max_depth) : p_(text.data()), end_(text.data() + text.size()), max_depth_(max_depth) {}
+  Scanner(std::string_view text, std::size_t max_depth)
+      : p_(text.data()), end_(text.data() + text.size()), max_depth_(max_depth) {}
 
   JsonCheck run() {
     JsonCheck result;
@@ -187,14 +188,30 @@ class Scanner {
         if (p_ == end_) return false;
         const char e = *p_++;
         switch (e) {
-          case '"': note('"'); break;
-          case '\\': note('\\'); break;
-          case '/': note('/'); break;
-          case 'b': note('\b'); break;
-          case 'f': note('\f'); break;
-          case 'n': note('\n'); break;
-          case 'r': note('\r'); break;
-          case 't': note('\t'); break;
+          case '"':
+            note('"');
+            break;
+          case '\\':
+            note('\\');
+            break;
+          case '/':
+            note('/');
+            break;
+          case 'b':
+            note('\b');
+            break;
+          case 'f':
+            note('\f');
+            break;
+          case 'n':
+            note('\n');
+            break;
+          case 'r':
+            note('\r');
+            break;
+          case 't':
+            note('\t');
+            break;
           case 'u': {
             unsigned code = 0;
             if (!hex4(code)) return false;

@@ -68,9 +68,9 @@ struct AttemptSettings {
 // fresh one. Reports nothing itself: the relay decides from the outcome.
 class ChildAttempt {
  public:
-  ChildAttempt(std::size_t index, const Child& child, UpstreamPool& pool, ChildRequest& request,
-               ClientResponse& client, RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals,
-               net::steady_timer& timer, ReqIdWatch& req_ids, const AttemptSettings& settings);
+  ChildAttempt(std::size_t index, const Child& child, UpstreamPool& pool, ChildRequest& request, ClientResponse& client,
+               RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals, net::steady_timer& timer,
+               ReqIdWatch& req_ids, const AttemptSettings& settings);
 
   awaitable<AttemptOutcome> run();
 
