@@ -225,9 +225,17 @@ awaitable<ChildAttempt::Read> ChildAttempt::read_piece(Exchange& exchange, std::
   co_return read;
 }
 
-// After a complete answer the child's connection can carry the next request.
-void ChildAttempt::pool(Exchange& exchange) {
-  if (exchange.parser.keep_alive()) pool_.give_back(index_, std::move(exchange.connection));
+// The last bytes of an answer and its end; the child's connection then
+// carries the next request.
+awaitable<void> ChildAttempt::send_last(Exchange& exchange, std::string_view bytes) {
+  const bool sent = co_await client_.send(bytes);
+  if (!sent) {
+    co_return;
+  }
+  const bool finished = co_await client_.finish();
+  if (finished && exchange.parser.keep_alive()) {
+    pool_.give_back(index_, std::move(exchange.connection));
+  }
 }
 
 // A child's error answer: read whole (it is small) so that FastAPI's
@@ -288,14 +296,7 @@ awaitable<AttemptOutcome> ChildAttempt::relay_error(Exchange& exchange) {
   if (!started) {
     co_return outcome;
   }
-  const bool sent = co_await client_.send(body);
-  if (!sent) {
-    co_return outcome;
-  }
-  const bool finished = co_await client_.finish();
-  if (finished) {
-    pool(exchange);
-  }
+  co_await send_last(exchange, body);
   co_return outcome;
 }
 
@@ -315,10 +316,7 @@ awaitable<AttemptOutcome> ChildAttempt::relay_body(Exchange& exchange) {
     }
     if (read != Read::ok) co_return ended_by(read, ec, true);
   }
-  const bool finished = co_await client_.finish();
-  if (finished) {
-    pool(exchange);
-  }
+  co_await send_last(exchange, std::string_view());
   co_return AttemptOutcome{};
 }
 
@@ -424,14 +422,7 @@ awaitable<AttemptOutcome> ChildAttempt::finish_events(Exchange& exchange, Stream
       co_return outcome;
     }
   }
-  const bool sent = co_await client_.send(rest);
-  if (!sent) {
-    co_return outcome;
-  }
-  const bool finished = co_await client_.finish();
-  if (finished) {
-    pool(exchange);
-  }
+  co_await send_last(exchange, rest);
   co_return outcome;
 }
 

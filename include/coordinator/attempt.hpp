@@ -88,7 +88,7 @@ class ChildAttempt {
   awaitable<Read> read_piece(Exchange& exchange, std::string_view& received, error_code& ec);
   template <class StartRead>
   awaitable<Read> watched_read(beast::tcp_stream& upstream, StartRead start_read, error_code& ec);
-  void pool(Exchange& exchange);
+  awaitable<void> send_last(Exchange& exchange, std::string_view bytes);
   AttemptOutcome ended_by(Read read, const error_code& ec, bool mid_answer) const;
   bool heartbeats_apply() const;
   void child_sent(std::string_view bytes);
