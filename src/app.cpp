@@ -31,6 +31,12 @@ namespace coordinator {
 
 namespace {
 
+// Every socket, timer and signal set is used on the one I/O thread only, so
+// the reactor needs no locks (they were 3% of a proxied request). The
+// scheduler keeps its lock: the resolver's thread posts completions to it.
+constexpr int kOneThreadReactor =
+    static_cast<int>(BOOST_ASIO_CONCURRENCY_HINT_ID | BOOST_ASIO_CONCURRENCY_HINT_LOCKING_SCHEDULER);
+
 constexpr std::size_t kIdleConnectionsPerChild = 16;
 // Children (uvicorn) close idle keep-alive connections after 5 s.
 constexpr auto kMaxIdleAge = std::chrono::seconds(4);
@@ -137,14 +143,14 @@ awaitable<void> shut_down(HttpServer& server, HealthChecker& health, Supervisor*
   sd_notify("STOPPING=1");
   server.stop_accepting();
   const auto grace_end = Clock::now() + to_duration(config.shutdown_grace);
-  net::steady_timer timer(io);
+  SteadyTimer timer(io);
   if (server.requests_in_flight() > 0) {
     spdlog::info("waiting up to {:.0f} s for {} request(s) in flight", config.shutdown_grace,
                  server.requests_in_flight());
   }
   while (server.requests_in_flight() > 0 && Clock::now() < grace_end && !hurry) {
     timer.expires_after(std::chrono::milliseconds(50));
-    co_await timer.async_wait(net::use_awaitable);
+    co_await timer.async_wait(use_awaitable);
   }
   health.stop();
   server.close_all_connections();
@@ -155,11 +161,11 @@ awaitable<void> shut_down(HttpServer& server, HealthChecker& health, Supervisor*
 
 // WATCHDOG=1 at half the interval systemd expects, for as long as the loop runs.
 awaitable<void> ping_watchdog(std::chrono::microseconds period) {
-  net::steady_timer timer(co_await net::this_coro::executor);
+  SteadyTimer timer(co_await net::this_coro::executor);
   while (true) {
     sd_notify("WATCHDOG=1");
     timer.expires_after(period);
-    co_await timer.async_wait(net::use_awaitable);
+    co_await timer.async_wait(use_awaitable);
   }
 }
 
@@ -171,6 +177,7 @@ class Coordinator {
       : config_(config),
         guard_(guard),
         api_keys_(api_keys),
+        io_(kOneThreadReactor),
         registry_(std::move(fleet.children)),
         cooldowns_(io_.get_executor(), registry_),
         dispatcher_(registry_, config.balance, config.max_queue),

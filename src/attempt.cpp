@@ -7,12 +7,12 @@
 
 #include "coordinator/child_answers.hpp"
 #include "coordinator/errors.hpp"
+#include "coordinator/exchange_buffers.hpp"
 
 namespace coordinator {
 
 namespace {
 
-constexpr std::size_t kRelayBufferBytes = std::size_t{16} * 1024;
 constexpr std::size_t kReqIdScanBytes = std::size_t{8} * 1024;
 // A child's error answer is read whole to be put in the OpenAI shape; one
 // larger than this is relayed as it is.
@@ -53,22 +53,22 @@ void ReqIdWatch::scan(std::string_view bytes) {
 }
 
 struct ChildAttempt::Exchange {
-  explicit Exchange(ChildConnection& stream) : connection(stream), upstream(*stream) {
-    buffer.reserve(kRelayBufferBytes);  // a typical answer's head and body in one read, not two
+  explicit Exchange(ChildConnection& stream)
+      : connection(stream), upstream(*stream), buffers(take_exchange_buffers()), buffer(buffers->buffer), chunk(buffers->chunk) {
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     parser.header_limit(64 * 1024);
   }
   ChildConnection& connection;  // given back to the pool after a complete answer
-  beast::tcp_stream& upstream;
-  beast::flat_buffer buffer;
+  TcpStream& upstream;
+  PooledExchangeBuffers buffers;
+  beast::flat_buffer& buffer;
+  std::array<char, ExchangeBuffers::kBytes>& chunk;
   Parser parser;
-  // Not value-initialised: zero-filling 16 KiB per answer showed up in profiles.
-  std::array<char, kRelayBufferBytes> chunk;
 };
 
 ChildAttempt::ChildAttempt(std::size_t index, const Child& child, UpstreamPool& pool, ChildRequest& request,
                            ClientResponse& client, RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals,
-                           net::steady_timer& timer, ReqIdWatch& req_ids, const AttemptSettings& settings)
+                           SteadyTimer& timer, ReqIdWatch& req_ids, const AttemptSettings& settings)
     : index_(index),
       child_(child),
       pool_(pool),
@@ -438,7 +438,7 @@ void ChildAttempt::child_sent(std::string_view bytes) {
 // A read from the child that wakes for heartbeats and deadlines, and ends at
 // once when the client goes away or the relay is steered from outside.
 template <class StartRead>
-awaitable<ChildAttempt::Read> ChildAttempt::watched_read(beast::tcp_stream& upstream, StartRead start_read,
+awaitable<ChildAttempt::Read> ChildAttempt::watched_read(TcpStream& upstream, StartRead start_read,
                                                          error_code& ec) {
   while (true) {
     const auto now = Clock::now();

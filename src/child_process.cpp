@@ -68,7 +68,7 @@ std::string join_command(const std::vector<std::string>& argv) {
   return joined;
 }
 
-awaitable<void> pause(net::steady_timer& timer, Clock::duration length) {
+awaitable<void> pause(SteadyTimer& timer, Clock::duration length) {
   timer.expires_after(length);
   error_code ec;
   co_await timer.async_wait(use_awaitable_ec(ec));
@@ -86,7 +86,7 @@ TreeQuery excluding_us(pid_t guard_pid) {
 bool port_is_free(int port) {
   if (port <= 0) return true;
   net::io_context io;
-  tcp::acceptor probe(io);
+  Acceptor probe(io);
   error_code ec;
   probe.open(tcp::v4(), ec);
   if (!ec) probe.set_option(net::socket_base::reuse_address(true), ec);
@@ -207,7 +207,7 @@ awaitable<void> ChildProcess::pump(std::shared_ptr<ChildProcess> process, bool f
 }
 
 awaitable<void> ChildProcess::wait_for_output(Clock::duration limit) {
-  net::steady_timer timer(io_);
+  SteadyTimer timer(io_);
   const auto until = Clock::now() + limit;
   while (open_pipes > 0 && Clock::now() < until) co_await pause(timer, std::chrono::milliseconds(20));
 }
@@ -226,9 +226,9 @@ void ChildProcess::kill_group() const {
 
 namespace {
 awaitable<void> kill_if_still_running(std::weak_ptr<ChildProcess> weak, pid_t group, Clock::duration grace) {
-  net::steady_timer timer(co_await net::this_coro::executor);
+  SteadyTimer timer(co_await net::this_coro::executor);
   timer.expires_after(grace);
-  co_await timer.async_wait(net::use_awaitable);
+  co_await timer.async_wait(use_awaitable);
   const auto process = weak.lock();
   if (process && process->running && group_alive(group)) {
     spdlog::warn("child process group {} still running {:.0f} s after SIGTERM: SIGKILL", group,
@@ -276,7 +276,7 @@ void ChildProcess::update_tree(const std::vector<ProcInfo>& snapshot, OrphanGuar
 }
 
 awaitable<void> end_tree(std::shared_ptr<ChildProcess> process, MarkerCache* markers, pid_t guard_pid) {
-  net::steady_timer timer(co_await net::this_coro::executor);
+  SteadyTimer timer(co_await net::this_coro::executor);
   auto left = [&] {
     auto found = select_tree(scan_processes(markers), process->tree_query(guard_pid));
     for (const ProcId& id : ids_of(found)) {
@@ -305,7 +305,7 @@ awaitable<void> end_tree(std::shared_ptr<ChildProcess> process, MarkerCache* mar
 
 awaitable<void> sweep_fleet(std::string fleet, std::vector<ProcId> known, pid_t guard_pid, MarkerCache* markers,
                             std::function<bool(pid_t)> managed) {
-  net::steady_timer timer(co_await net::this_coro::executor);
+  SteadyTimer timer(co_await net::this_coro::executor);
   TreeQuery everything = excluding_us(guard_pid);
   everything.marker = std::move(fleet);
   everything.known = std::move(known);

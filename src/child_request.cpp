@@ -25,11 +25,16 @@ ChildRequest::ChildRequest(const http::request<http::string_body>& request, std:
   head_ += request.target();
   head_ += " HTTP/1.1\r\n";
   const std::string_view connection = request[http::field::connection];
+  // "keep-alive" names only itself, which is hop-by-hop anyway.
+  const bool connection_names_fields = !connection.empty() && !iequals(connection, "keep-alive");
   const bool forwarded_for = !client_address.empty();
   for (const auto& field : request) {
+    const http::field code = field.name();
     const std::string_view name = field.name_string();
-    if (is_hop_by_hop(name) || iequals(name, "host") || iequals(name, "content-length") || iequals(name, "expect") ||
-        connection_lists(connection, name) || (forwarded_for && iequals(name, "x-forwarded-for"))) {
+    // Known fields by Beast's code; only an unknown one can be X-Forwarded-For.
+    if (is_hop_by_hop(code) || code == http::field::host || code == http::field::content_length ||
+        code == http::field::expect || (connection_names_fields && connection_lists(connection, name)) ||
+        (forwarded_for && code == http::field::unknown && iequals(name, "x-forwarded-for"))) {
       continue;
     }
     add_field(head_, name, field.value());

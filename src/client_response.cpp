@@ -14,7 +14,7 @@ bool is_event_stream(std::string_view content_type) {
 
 }  // namespace
 
-ClientResponse::ClientResponse(beast::tcp_stream& client, const Request& request, bool keep_alive,
+ClientResponse::ClientResponse(TcpStream& client, const Request& request, bool keep_alive,
                                Clock::duration send_timeout, RelayDeadlines& deadlines,
                                std::shared_ptr<RelaySignals> signals)
     : client_(client),
@@ -35,12 +35,16 @@ void ClientResponse::mark_gone() {
 // no fields object, no serializer.
 std::string ClientResponse::head_bytes(const http::response_header<>& child_head, std::optional<std::uint64_t> length) {
   const std::string_view connection = child_head[http::field::connection];
-  const auto passes = [&](std::string_view name) {
-    return !is_hop_by_hop(name) && !iequals(name, "content-length") && !connection_lists(connection, name);
+  // "keep-alive" names only itself, which is hop-by-hop anyway.
+  const bool connection_names_fields = !connection.empty() && !iequals(connection, "keep-alive");
+  // By Beast's field codes: string compares per field were a tenth of the proxy's instructions.
+  const auto passes = [&](const auto& field) {
+    return !is_hop_by_hop(field.name()) && field.name() != http::field::content_length &&
+           !(connection_names_fields && connection_lists(connection, field.name_string()));
   };
   std::string_view content_type;
   for (const auto& field : child_head) {
-    if (iequals(field.name_string(), "content-type") && passes(field.name_string())) {
+    if (field.name() == http::field::content_type && passes(field)) {
       content_type = field.value();
       break;
     }
@@ -69,11 +73,13 @@ std::string ClientResponse::head_bytes(const http::response_header<>& child_head
     out += "\r\n";
   };
   for (const auto& field : child_head) {
-    const std::string_view name = field.name_string();
-    if (!passes(name)) continue;
+    if (!passes(field)) continue;
     // Fields the coordinator sets itself replace the child's.
-    if (iequals(name, "server") || (!request_id.empty() && iequals(name, "x-request-id")) ||
-        (sse_ && iequals(name, "cache-control"))) {
+    const http::field code = field.name();
+    const std::string_view name = field.name_string();
+    if (code == http::field::server ||
+        (!request_id.empty() && code == http::field::unknown && iequals(name, "x-request-id")) ||
+        (sse_ && code == http::field::cache_control)) {
       continue;
     }
     add(name, field.value());

@@ -2,7 +2,7 @@
 
 namespace coordinator {
 
-CooldownTimers::CooldownTimers(net::any_io_executor executor, Registry& registry)
+CooldownTimers::CooldownTimers(Executor executor, Registry& registry)
     : executor_(std::move(executor)), registry_(registry) {
   registry_.set_cooling_listener([this](std::size_t index, Clock::time_point until) { schedule(index, until); });
 }
@@ -17,7 +17,7 @@ CooldownTimers::~CooldownTimers() {
 void CooldownTimers::schedule(std::size_t index, Clock::time_point until) {
   if (index >= timers_.size()) timers_.resize(index + 1);
   auto& timer = timers_[index];
-  if (!timer) timer = std::make_unique<net::steady_timer>(executor_);
+  if (!timer) timer = std::make_unique<SteadyTimer>(executor_);
   // Moving the expiry cancels the wait for the old deadline.
   timer->expires_at(until);
   timer->async_wait([this, index](error_code ec) {

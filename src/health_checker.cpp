@@ -53,7 +53,7 @@ void HealthChecker::report_progress(std::size_t index) {
 }
 
 awaitable<void> HealthChecker::poll_child(std::size_t index) {
-  net::steady_timer timer(io_);
+  SteadyTimer timer(io_);
   // Start-up polls come fast so a child is used as soon as it can serve.
   const auto startup_interval = to_duration(std::min(0.25, config_.health_interval));
   const auto ready_deadline = Clock::now() + to_duration(config_.ready_timeout);

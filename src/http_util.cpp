@@ -16,20 +16,7 @@ std::string dump_json(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-namespace {
-// ASCII only, as HTTP field names are; std::tolower consults the locale per character.
-constexpr char ascii_lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
-}
-}  // namespace
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-  }
-  return true;
-}
+namespace http = boost::beast::http;
 
 HeaderBlockCheck check_header_block(std::string_view bytes, std::size_t max_fields) {
   HeaderBlockCheck check;
@@ -75,12 +62,12 @@ bool is_valid_request_id(std::string_view id) {
   });
 }
 
-std::string new_request_id() {
+RequestId new_request_id() {
   static std::mt19937_64 generator{std::random_device{}()};
   static constexpr char kHex[] = "0123456789abcdef";
   std::uint64_t bits = generator();
-  std::string id(16, '0');
-  for (char& c : id) {
+  RequestId id;
+  for (char& c : id.digits) {
     c = kHex[bits & 0xf];
     bits >>= 4;
   }
@@ -138,6 +125,23 @@ bool is_hop_by_hop(std::string_view field_name) {
       "upgrade",    "proxy-authorization", "proxy-authenticate"};
   return std::any_of(kHopByHop.begin(), kHopByHop.end(),
                      [&](std::string_view hop) { return iequals(hop, field_name); });
+}
+
+bool is_hop_by_hop(http::field name) {
+  switch (name) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::transfer_encoding:
+    case http::field::upgrade:
+    case http::field::proxy_authorization:
+    case http::field::proxy_authenticate:
+      return true;
+    default:
+      return false;
+  }
 }
 
 bool connection_lists(std::string_view connection_value, std::string_view field_name) {

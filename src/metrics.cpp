@@ -57,18 +57,24 @@ void Metrics::Histogram::observe(double value) {
   sum += value;
 }
 
-void Metrics::observe_request(const std::string& route, unsigned status, const std::string& child, double seconds) {
-  ++requests_[{route, status, child}];
-  durations_[route].observe(seconds);
+void Metrics::observe_request(std::string_view route, unsigned status, std::string_view child, double seconds) {
+  auto count = requests_.find(std::make_tuple(route, status, child));
+  if (count == requests_.end()) {
+    count = requests_.emplace(std::make_tuple(std::string(route), status, std::string(child)), 0).first;
+  }
+  ++count->second;
+  auto duration = durations_.find(route);
+  if (duration == durations_.end()) duration = durations_.emplace(std::string(route), Histogram{}).first;
+  duration->second.observe(seconds);
 }
 
 void Metrics::observe_stream_ttfb(double seconds) {
   stream_ttfb_.observe(seconds);
 }
 
-std::string Metrics::route_of(std::string_view path) {
+std::string_view Metrics::route_of(std::string_view path) {
   for (std::string_view known : {"/live", "/ready", "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/"}) {
-    if (path == known) return std::string(known);
+    if (path == known) return known;
   }
   if (path.substr(0, 11) == "/v1/cancel/") return "/v1/cancel";
   if (path.substr(0, 7) == "/admin/") return "/admin";

@@ -90,7 +90,7 @@ struct RegisteredAttempt {
 // gets the request, and reports what each child did to the registry.
 class Relay {
  public:
-  Relay(ForwardContext& context, beast::tcp_stream& client, const http::request<http::string_body>& request,
+  Relay(ForwardContext& context, TcpStream& client, const http::request<http::string_body>& request,
         bool stream_requested, bool takes_slot, bool client_keep_alive, std::string client_address)
       : context_(context),
         config_(context.config),
@@ -134,7 +134,7 @@ class Relay {
   };
 
   awaitable<void> dispatch();
-  awaitable<Acquired> acquire(const std::vector<bool>& tried);
+  std::optional<Acquired> acquire_now(const std::vector<bool>& tried);
   awaitable<Acquired> wait_in_queue(const std::vector<bool>& tried);
   awaitable<AttemptOutcome> attempt(std::size_t child);
   void report(std::size_t child, const AttemptOutcome& outcome);
@@ -147,14 +147,14 @@ class Relay {
 
   ForwardContext& context_;
   const Config& config_;
-  beast::tcp_stream& client_;
+  TcpStream& client_;
   const http::request<http::string_body>& request_;
   const bool stream_requested_;
   const bool takes_slot_;
   std::shared_ptr<RelaySignals> signals_;
   RelayDeadlines deadlines_;
   ClientResponse response_;
-  net::steady_timer timer_;
+  SteadyTimer timer_;
   ReqIdWatch req_ids_;
   const AttemptSettings settings_;
   ChildRequest child_request_;
@@ -169,7 +169,13 @@ awaitable<void> Relay::dispatch() {
   std::string last_error;
   bool attempted = false;
   while (true) {
-    const Acquired acquired = co_await acquire(tried);
+    // A free child is taken at once, without a coroutine frame; only a wait queues.
+    Acquired acquired;
+    if (const std::optional<Acquired> now = acquire_now(tried)) {
+      acquired = *now;
+    } else {
+      acquired = co_await wait_in_queue(tried);
+    }
     if (acquired.answered) co_return;
     if (!acquired.child) break;
     const std::size_t child = *acquired.child;
@@ -331,12 +337,12 @@ void Relay::found_req_id(const std::string& req_id) {
 }
 
 // A child for this request: at once, or after waiting in the queue.
-awaitable<Relay::Acquired> Relay::acquire(const std::vector<bool>& tried) {
-  if (!takes_slot_) co_return Acquired{context_.dispatcher.pick_without_slot(tried)};
+std::optional<Relay::Acquired> Relay::acquire_now(const std::vector<bool>& tried) {
+  if (!takes_slot_) return Acquired{context_.dispatcher.pick_without_slot(tried)};
   const auto choice = context_.dispatcher.acquire(tried);
-  if (choice.verdict == Dispatcher::Verdict::granted) co_return Acquired{choice.child};
-  if (choice.verdict == Dispatcher::Verdict::none) co_return Acquired{};
-  co_return co_await wait_in_queue(tried);
+  if (choice.verdict == Dispatcher::Verdict::granted) return Acquired{choice.child};
+  if (choice.verdict == Dispatcher::Verdict::none) return Acquired{};
+  return std::nullopt;  // every child that could take it is busy: the caller queues
 }
 
 awaitable<Relay::Acquired> Relay::wait_in_queue(const std::vector<bool>& tried) {
@@ -401,7 +407,7 @@ void report_quota_from_child_log(ForwardContext& context, std::size_t child, con
   if (context.active != nullptr) context.active->retry_elsewhere(child);
 }
 
-awaitable<ForwardResult> forward_request(ForwardContext& context, beast::tcp_stream& client,
+awaitable<ForwardResult> forward_request(ForwardContext& context, TcpStream& client,
                                          const http::request<http::string_body>& request, bool stream_requested,
                                          bool takes_slot, bool client_keep_alive, std::string client_address) {
   Relay relay(context, client, request, stream_requested, takes_slot, client_keep_alive, std::move(client_address));

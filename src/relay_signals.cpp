@@ -17,7 +17,7 @@ void interrupt_relay(const std::weak_ptr<RelaySignals>& weak, bool RelaySignals:
 void watch_client(const std::shared_ptr<RelaySignals>& signals) {
   if (signals->client == nullptr) return;
   signals->client_watched = true;
-  signals->client->async_wait(tcp::socket::wait_read, [signals](error_code ec) {
+  signals->client->async_wait(Socket::wait_read, [signals](error_code ec) {
     if (ec || signals->client == nullptr) return;
     char byte = 0;
     const auto received = ::recv(signals->client->native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);

@@ -6,7 +6,7 @@ namespace coordinator {
 
 namespace {
 
-awaitable<bool> write_response(beast::tcp_stream& client, http::response<http::string_body>& response,
+awaitable<bool> write_response(TcpStream& client, http::response<http::string_body>& response,
                                Clock::duration timeout, bool head_only) {
   error_code ec;
   client.expires_after(timeout);
@@ -21,13 +21,13 @@ awaitable<bool> write_response(beast::tcp_stream& client, http::response<http::s
 
 }  // namespace
 
-awaitable<bool> send_json(beast::tcp_stream& client, unsigned version, unsigned status, std::string body,
+awaitable<bool> send_json(TcpStream& client, unsigned version, unsigned status, std::string body,
                           bool keep_alive, Clock::duration timeout, ExtraHeaders extra, bool head_only) {
   co_return co_await send_text(client, version, status, std::move(body), "application/json", keep_alive, timeout,
                                head_only, std::move(extra));
 }
 
-awaitable<bool> send_text(beast::tcp_stream& client, unsigned version, unsigned status, std::string body,
+awaitable<bool> send_text(TcpStream& client, unsigned version, unsigned status, std::string body,
                           std::string content_type, bool keep_alive, Clock::duration timeout, bool head_only,
                           ExtraHeaders extra) {
   http::response<http::string_body> response{static_cast<http::status>(status), version};

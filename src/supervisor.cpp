@@ -91,7 +91,7 @@ void Supervisor::schedule_start(std::size_t slot, Clock::duration delay) {
 }
 
 awaitable<void> Supervisor::start_when_due(std::size_t slot, unsigned generation, Clock::time_point at) {
-  net::steady_timer timer(io_);
+  SteadyTimer timer(io_);
   timer.expires_at(at);
   error_code ec;
   co_await timer.async_wait(use_awaitable_ec(ec));
@@ -358,7 +358,7 @@ void Supervisor::stop_process(std::size_t index, bool failure, const std::string
 }
 
 awaitable<void> Supervisor::monitor() {
-  net::steady_timer timer(io_);
+  SteadyTimer timer(io_);
   const auto tick = to_duration(std::clamp(config_.health_interval / 4, 0.05, 1.0));
   while (!stopping_) {
     const auto now = Clock::now();

@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-awaitable<void> pause(net::steady_timer& timer, Clock::duration length) {
+awaitable<void> pause(SteadyTimer& timer, Clock::duration length) {
   timer.expires_after(length);
   error_code ec;
   co_await timer.async_wait(use_awaitable_ec(ec));
@@ -169,7 +169,7 @@ std::string Supervisor::reload(const std::vector<Profile>& profiles) {
 awaitable<void> Supervisor::stop_all(Clock::duration timeout) {
   stopping_ = true;
   terminate_all();
-  net::steady_timer timer(io_);
+  SteadyTimer timer(io_);
   const auto deadline = Clock::now() + timeout;
   while (any_launcher_running() && Clock::now() < deadline) co_await pause(timer, std::chrono::milliseconds(50));
   kill_remaining_groups(timeout);

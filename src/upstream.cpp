@@ -16,7 +16,7 @@ void LogEscapedException::operator()(std::exception_ptr error) const {
   }
 }
 
-void set_no_delay(tcp::socket& socket) {
+void set_no_delay(Socket& socket) {
   error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
 }
@@ -24,13 +24,13 @@ void set_no_delay(tcp::socket& socket) {
 awaitable<ChildConnection> connect_to_child(const std::string& host, int port, Clock::duration timeout,
                                             error_code& ec) {
   const auto executor = co_await net::this_coro::executor;
-  auto stream = std::make_unique<beast::tcp_stream>(executor);
+  auto stream = std::make_unique<TcpStream>(executor);
   std::vector<tcp::endpoint> endpoints;
   const auto address = net::ip::make_address(host, ec);
   if (!ec) {
     endpoints.emplace_back(address, static_cast<unsigned short>(port));
   } else {
-    tcp::resolver resolver(executor);
+    Resolver resolver(executor);
     const auto results = co_await resolver.async_resolve(host, std::to_string(port), use_awaitable_ec(ec));
     if (ec) {
       co_return nullptr;
@@ -105,7 +105,7 @@ awaitable<std::optional<SimpleResponse>> simple_request(std::string host, int po
     error = ec == beast::error::timeout ? std::string("timed out") : "read: " + ec.message();
     co_return std::nullopt;
   }
-  stream->socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream->socket().shutdown(Socket::shutdown_both, ec);
   co_return SimpleResponse{parser.get().result_int(), std::move(parser.get().body())};
 }
 

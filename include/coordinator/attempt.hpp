@@ -69,7 +69,7 @@ struct AttemptSettings {
 class ChildAttempt {
  public:
   ChildAttempt(std::size_t index, const Child& child, UpstreamPool& pool, ChildRequest& request, ClientResponse& client,
-               RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals, net::steady_timer& timer,
+               RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals, SteadyTimer& timer,
                ReqIdWatch& req_ids, const AttemptSettings& settings);
 
   awaitable<AttemptOutcome> run();
@@ -87,7 +87,7 @@ class ChildAttempt {
   awaitable<AttemptOutcome> finish_events(Exchange& exchange, StreamGate& gate);
   awaitable<Read> read_piece(Exchange& exchange, std::string_view& received, error_code& ec);
   template <class StartRead>
-  awaitable<Read> watched_read(beast::tcp_stream& upstream, StartRead start_read, error_code& ec);
+  awaitable<Read> watched_read(TcpStream& upstream, StartRead start_read, error_code& ec);
   awaitable<void> send_last(Exchange& exchange, std::string_view bytes);
   AttemptOutcome ended_by(Read read, const error_code& ec, bool mid_answer) const;
   bool heartbeats_apply() const;
@@ -100,7 +100,7 @@ class ChildAttempt {
   ClientResponse& client_;
   RelayDeadlines& deadlines_;
   std::shared_ptr<RelaySignals> signals_;
-  net::steady_timer& timer_;
+  SteadyTimer& timer_;
   ReqIdWatch& req_ids_;
   const AttemptSettings& settings_;
   bool delivered_ = false;  // bytes of the child's answer reached the client: no retry from here on

@@ -23,7 +23,7 @@ using Request = http::request<http::string_body>;
 // another request. One per request; knows nothing of children.
 class ClientResponse {
  public:
-  ClientResponse(beast::tcp_stream& client, const Request& request, bool keep_alive, Clock::duration send_timeout,
+  ClientResponse(TcpStream& client, const Request& request, bool keep_alive, Clock::duration send_timeout,
                  RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals);
 
   // Starts the answer with a child's head (status, fields; hop-by-hop fields
@@ -68,7 +68,7 @@ class ClientResponse {
   std::string head_bytes(const http::response_header<>& child_head, std::optional<std::uint64_t> length);
   awaitable<bool> write(net::const_buffer head, net::const_buffer data, bool last_chunk);
 
-  beast::tcp_stream& client_;
+  TcpStream& client_;
   const Request& request_;
   const Clock::duration send_timeout_;
   RelayDeadlines& deadlines_;

@@ -15,7 +15,7 @@ namespace coordinator {
 // when the deadline moves.
 class CooldownTimers {
  public:
-  CooldownTimers(net::any_io_executor executor, Registry& registry);
+  CooldownTimers(Executor executor, Registry& registry);
   CooldownTimers(const CooldownTimers&) = delete;
   CooldownTimers& operator=(const CooldownTimers&) = delete;
   ~CooldownTimers();
@@ -26,9 +26,9 @@ class CooldownTimers {
  private:
   void expired(std::size_t index);
 
-  net::any_io_executor executor_;
+  Executor executor_;
   Registry& registry_;
-  std::vector<std::unique_ptr<net::steady_timer>> timers_;
+  std::vector<std::unique_ptr<SteadyTimer>> timers_;
 };
 
 }  // namespace coordinator

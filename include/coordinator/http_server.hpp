@@ -33,15 +33,15 @@ class HttpServer {
 
  private:
   struct Session {
-    beast::tcp_stream* stream = nullptr;
+    TcpStream* stream = nullptr;
     bool busy = false;
   };
 
   awaitable<void> accept_loop();
-  awaitable<void> run_session(tcp::socket socket);
+  awaitable<void> run_session(Socket socket);
   // The next request on the connection, checked; none when the client left or
   // timed out, or when it was refused (the refusal is sent, the connection ends).
-  awaitable<std::optional<Request>> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+  awaitable<std::optional<Request>> read_request(TcpStream& stream, beast::flat_buffer& buffer,
                                                  ForwardResult& outcome);
   // Routes one request and logs it; returns whether the connection goes on.
   awaitable<bool> serve_request(Exchange exchange);
@@ -51,7 +51,7 @@ class HttpServer {
   ServerState state_;
   Replies replies_;
   Router router_;
-  tcp::acceptor acceptor_;
+  Acceptor acceptor_;
   bool accepting_ = false;
   std::uint64_t next_session_id_ = 0;
   std::unordered_map<std::uint64_t, Session> sessions_;

@@ -3,8 +3,10 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <tuple>
 
 #include "coordinator/registry.hpp"
@@ -17,7 +19,7 @@ class Metrics {
  public:
   Metrics();
 
-  void observe_request(const std::string& route, unsigned status, const std::string& child, double seconds);
+  void observe_request(std::string_view route, unsigned status, std::string_view child, double seconds);
   void observe_stream_ttfb(double seconds);
   void count_retry() { ++retries_; }
   void count_cancel() { ++cancels_; }
@@ -27,7 +29,7 @@ class Metrics {
   std::string render(const Registry& registry, std::size_t in_flight, std::size_t queued) const;
 
   // A request path reduced to the route it matched (bounded label values).
-  static std::string route_of(std::string_view path);
+  static std::string_view route_of(std::string_view path);
 
  private:
   static constexpr std::array<double, 14> kBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -40,8 +42,9 @@ class Metrics {
   };
 
   std::chrono::steady_clock::time_point started_;
-  std::map<std::tuple<std::string, unsigned, std::string>, std::uint64_t> requests_;
-  std::map<std::string, Histogram> durations_;
+  // Transparent comparators: a request is counted without building its key's strings.
+  std::map<std::tuple<std::string, unsigned, std::string>, std::uint64_t, std::less<>> requests_;
+  std::map<std::string, Histogram, std::less<>> durations_;
   Histogram stream_ttfb_;
   std::uint64_t retries_ = 0;
   std::uint64_t cancels_ = 0;

@@ -64,7 +64,7 @@ struct ForwardResult {
 // `stream_requested` is the body's "stream": true; `takes_slot` is false for
 // requests that do not occupy a child (/v1/models).
 // `client_address` is the peer's address, read once per connection (X-Forwarded-For).
-awaitable<ForwardResult> forward_request(ForwardContext& context, beast::tcp_stream& client,
+awaitable<ForwardResult> forward_request(ForwardContext& context, TcpStream& client,
                                          const http::request<http::string_body>& request, bool stream_requested,
                                          bool takes_slot, bool client_keep_alive, std::string client_address);
 

@@ -11,9 +11,9 @@ namespace coordinator {
 // the handlers that set it, which may run after the relay has moved on: they
 // act only while `generation` still matches what they were armed with.
 struct RelaySignals {
-  beast::tcp_stream* upstream = nullptr;     // the child connection being read, if any
-  tcp::socket* client = nullptr;             // watched while the relay waits (see watch_client)
-  net::steady_timer* queue_timer = nullptr;  // set while the request waits for a child
+  TcpStream* upstream = nullptr;     // the child connection being read, if any
+  Socket* client = nullptr;             // watched while the relay waits (see watch_client)
+  SteadyTimer* queue_timer = nullptr;  // set while the request waits for a child
   unsigned generation = 0;
   bool tick = false;            // the deadline timer woke the read
   bool client_gone = false;     // the client closed or a write to it failed

@@ -98,7 +98,7 @@ struct ServerState {
 // One request being answered: the client's stream, the request, its peer, and
 // what was sent (for the access log). The referents outlive the exchange.
 struct Exchange {
-  beast::tcp_stream& stream;
+  TcpStream& stream;
   const Request& request;
   net::ip::address peer;
   std::string_view peer_text;  // the peer's address as text, made once per connection ("" if unknown)

@@ -14,7 +14,7 @@ namespace coordinator {
 
 // A connection to a child, held by pointer: moving a Beast 1.74 stream
 // allocates a new one inside, and a pooled connection moves several times.
-using ChildConnection = std::unique_ptr<beast::tcp_stream>;
+using ChildConnection = std::unique_ptr<TcpStream>;
 
 // Opens a connection to `host`:`port` within `timeout` (a name is resolved
 // off the event loop by Asio's resolver); null on failure.

@@ -218,7 +218,7 @@ void check_request(http::request<http::string_body>& request) {
   }
 
   if (!coordinator::is_valid_request_id(request["X-Request-Id"])) {
-    request.set("X-Request-Id", coordinator::new_request_id());
+    request.set("X-Request-Id", coordinator::new_request_id().view());
   }
   FUZZ_CHECK(coordinator::is_valid_request_id(request["X-Request-Id"]));
 

@@ -4,7 +4,7 @@
 // heartbeats, clients that leave, cancels, and the fleet-wide errors.
 //
 // Both sides are real loopback TCP sockets on 127.0.0.1 (port 0). The client
-// end is read by the test; the server end is a beast::tcp_stream handed to
+// end is read by the test; the server end is a TcpStream handed to
 // forward_request. Each "child" is an in-process coroutine on its own
 // acceptor that answers with exactly the bytes and pauses a test scripts.
 // beast::test::stream (Boost 1.74) cannot stand in for either side: it has no
@@ -134,7 +134,7 @@ struct ScriptedChild {
     for (const auto& timer : timers) timer->cancel();
   }
 
-  tcp::acceptor acceptor;
+  Acceptor acceptor;
   std::deque<Script> scripts;        // for the relayed requests' connections, in the order they come
   std::vector<std::string> targets;  // every relayed request's target (cancels not included)
   std::vector<std::string> cancels;  // the req_id of each POST /v1/cancel/{req_id}
@@ -142,8 +142,8 @@ struct ScriptedChild {
   int unscripted = 0;                // of them, those no script was left for (closed at once)
   int eofs = 0;                      // wait_for_eof saw the coordinator close the connection
   std::optional<Clock::time_point> first_write;
-  std::vector<std::shared_ptr<tcp::socket>> sockets;
-  std::vector<std::shared_ptr<net::steady_timer>> timers;
+  std::vector<std::shared_ptr<Socket>> sockets;
+  std::vector<std::shared_ptr<SteadyTimer>> timers;
 };
 
 // co_spawn's handler: an exception that escapes a test coroutine fails the test.
@@ -161,7 +161,7 @@ struct FailOnEscape {
   }
 };
 
-awaitable<void> serve_connection(ScriptedChild* child, std::shared_ptr<tcp::socket> socket) {
+awaitable<void> serve_connection(ScriptedChild* child, std::shared_ptr<Socket> socket) {
   const auto executor = co_await net::this_coro::executor;
   beast::flat_buffer buffer;
   error_code ec;
@@ -196,7 +196,7 @@ awaitable<void> serve_connection(ScriptedChild* child, std::shared_ptr<tcp::sock
       if (!child->first_write) child->first_write = Clock::now();
       co_await net::async_write(*socket, net::buffer(step.bytes), use_awaitable_ec(ec));
     } else if (step.kind == Step::Kind::pause) {
-      auto timer = std::make_shared<net::steady_timer>(executor, step.pause);
+      auto timer = std::make_shared<SteadyTimer>(executor, step.pause);
       child->timers.push_back(timer);
       co_await timer->async_wait(use_awaitable_ec(ec));
     } else if (step.kind == Step::Kind::read_request) {
@@ -220,7 +220,7 @@ awaitable<void> serve_connection(ScriptedChild* child, std::shared_ptr<tcp::sock
 awaitable<void> accept_loop(ScriptedChild* child) {
   const auto executor = co_await net::this_coro::executor;
   while (true) {
-    auto socket = std::make_shared<tcp::socket>(executor);
+    auto socket = std::make_shared<Socket>(executor);
     error_code ec;
     co_await child->acceptor.async_accept(*socket, use_awaitable_ec(ec));
     if (ec) {
@@ -236,7 +236,7 @@ awaitable<void> accept_loop(ScriptedChild* child) {
 
 struct ClientEnd {
   explicit ClientEnd(net::io_context& io) : socket(io) {}
-  tcp::socket socket;
+  Socket socket;
   std::string received;
   bool eof = false;  // the coordinator closed the connection (or the test did)
   std::optional<Clock::time_point> first_byte;
@@ -347,7 +347,7 @@ http::request<http::string_body> chat_request(bool stream) {
 }
 
 struct RelayHarness;
-awaitable<void> run_forward(RelayHarness* harness, beast::tcp_stream* server_end, bool stream, bool keep_alive);
+awaitable<void> run_forward(RelayHarness* harness, TcpStream* server_end, bool stream, bool keep_alive);
 
 struct RelayHarness {
   RelayHarness(std::size_t count, const Config& settings, bool ready = true)
@@ -389,9 +389,9 @@ struct RelayHarness {
     request = chat_request(stream);
     ClientEnd& client = *clients.emplace_back(std::make_unique<ClientEnd>(io));
     client.socket.connect(front.local_endpoint());
-    tcp::socket accepted(io);
+    Socket accepted(io);
     front.accept(accepted);
-    beast::tcp_stream& server_end = server_ends.emplace_back(std::move(accepted));
+    TcpStream& server_end = server_ends.emplace_back(std::move(accepted));
     net::co_spawn(io, run_forward(this, &server_end, stream, keep_alive), FailOnEscape{"forward_request"});
     net::co_spawn(io, read_client(&client), FailOnEscape{"client"});
   }
@@ -425,15 +425,15 @@ struct RelayHarness {
   ActiveRelays active;
   std::vector<std::pair<std::size_t, std::string>> recycled;
   ForwardContext context;
-  tcp::acceptor front;  // the coordinator's listening socket
+  Acceptor front;  // the coordinator's listening socket
   std::deque<std::unique_ptr<ClientEnd>> clients;
-  std::deque<beast::tcp_stream> server_ends;
+  std::deque<TcpStream> server_ends;
   http::request<http::string_body> request;
   std::optional<ForwardResult> result;
   int forwards_done = 0;
 };
 
-awaitable<void> run_forward(RelayHarness* harness, beast::tcp_stream* server_end, bool stream, bool keep_alive) {
+awaitable<void> run_forward(RelayHarness* harness, TcpStream* server_end, bool stream, bool keep_alive) {
   std::string address = "127.0.0.1";
   const ForwardResult result = co_await forward_request(harness->context, *server_end, harness->request, stream,
                                                         /*takes_slot=*/true, keep_alive, address);
@@ -442,7 +442,7 @@ awaitable<void> run_forward(RelayHarness* harness, beast::tcp_stream* server_end
   if (!result.client_reusable) {
     // As the HTTP server does: a connection that cannot carry another request is closed.
     error_code ignored;
-    server_end->socket().shutdown(tcp::socket::shutdown_send, ignored);
+    server_end->socket().shutdown(Socket::shutdown_send, ignored);
     server_end->socket().close(ignored);
   }
 }
