@@ -151,9 +151,8 @@ awaitable<bool> Replies::reply(Exchange exchange, unsigned status, std::string b
     if (!iequals(header.first, "Connection")) headers.push_back(header);
   }
   add_request_id(headers, request);
-  const bool sent =
-      co_await send_json(exchange.stream, request.version(), status, std::move(body), keep_alive,
-                         to_duration(config_.client_send_timeout), headers, request.method() == http::verb::head);
+  const bool sent = co_await send_json(exchange.stream, request.version(), status, std::move(body), keep_alive,
+                                       config_.client_send_timeout, headers, request.method() == http::verb::head);
   co_return sent&& keep_alive;
 }
 
@@ -167,7 +166,7 @@ awaitable<bool> Replies::reply_text(Exchange exchange, std::string body, std::st
   add_request_id(extra, request);
   const bool sent =
       co_await send_text(exchange.stream, request.version(), 200, std::move(body), std::move(content_type), keep_alive,
-                         to_duration(config_.client_send_timeout), head_only, extra);
+                         config_.client_send_timeout, head_only, extra);
   co_return sent&& keep_alive;
 }
 
@@ -295,7 +294,7 @@ awaitable<bool> Router::broadcast_cancel(Exchange exchange, std::string req_id) 
     for (std::size_t i = 0; i < registry_.size(); ++i) targets.push_back(i);
   }
   auto broadcast = std::make_shared<CancelBroadcast>(io_.get_executor(), targets.size());
-  const auto timeout = to_duration(config_.cancel_timeout);
+  const auto timeout = config_.cancel_timeout;
   for (std::size_t k = 0; k < targets.size(); ++k) {
     const Child& child = registry_.at(targets[k]);
     net::co_spawn(io_,
