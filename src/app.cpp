@@ -142,10 +142,10 @@ awaitable<void> shut_down(HttpServer& server, HealthChecker& health, Supervisor*
                           net::io_context& io, const bool& hurry) {
   sd_notify("STOPPING=1");
   server.stop_accepting();
-  const auto grace_end = Clock::now() + to_duration(config.shutdown_grace);
+  const auto grace_end = Clock::now() + config.shutdown_grace;
   SteadyTimer timer(io);
   if (server.requests_in_flight() > 0) {
-    spdlog::info("waiting up to {:.0f} s for {} request(s) in flight", config.shutdown_grace,
+    spdlog::info("waiting up to {:.0f} s for {} request(s) in flight", to_seconds(config.shutdown_grace),
                  server.requests_in_flight());
   }
   while (server.requests_in_flight() > 0 && Clock::now() < grace_end && !hurry) {
@@ -154,7 +154,7 @@ awaitable<void> shut_down(HttpServer& server, HealthChecker& health, Supervisor*
   }
   health.stop();
   server.close_all_connections();
-  if (supervisor) co_await supervisor->stop_all(to_duration(config.child_stop_timeout));
+  if (supervisor) co_await supervisor->stop_all(config.child_stop_timeout);
   spdlog::info("coordinator stopped");
   io.stop();
 }
@@ -289,7 +289,8 @@ void Coordinator::on_stop_signal(const error_code& ec, int signal_number) {
   if (ec) return;
   if (!shutting_down_) {
     shutting_down_ = true;
-    spdlog::info("received signal {}: shutting down (grace {:.0f} s)", signal_number, config_.shutdown_grace);
+    spdlog::info("received signal {}: shutting down (grace {:.0f} s)", signal_number,
+                 to_seconds(config_.shutdown_grace));
     net::co_spawn(io_, shut_down(server_, health_, supervisor_.get(), config_, io_, hurry_),
                   LogEscapedException{"shutdown"});
   } else {

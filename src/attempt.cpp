@@ -8,6 +8,7 @@
 #include "coordinator/child_answers.hpp"
 #include "coordinator/errors.hpp"
 #include "coordinator/exchange_buffers.hpp"
+#include "coordinator/http_util.hpp"
 
 namespace coordinator {
 
@@ -20,17 +21,6 @@ constexpr std::size_t kMaxErrorBody = std::size_t{64} * 1024;
 // Sending a small request to a local child never takes long; the connect
 // timeout bounds the handshake, this the write.
 constexpr auto kSendSlack = std::chrono::seconds(25);
-
-std::optional<double> retry_after_seconds(std::string_view value) {
-  if (value.empty() || value.size() > 9 || value.find_first_not_of("0123456789") != std::string_view::npos) {
-    return std::nullopt;
-  }
-  return std::stod(std::string(value));
-}
-
-bool is_event_stream(std::string_view content_type) {
-  return content_type.substr(0, std::min<std::size_t>(content_type.size(), 17)) == "text/event-stream";
-}
 
 // The length of a child's body as the client will be told it, when known.
 std::optional<std::uint64_t> body_length(const http::response_parser<http::buffer_body>& parser) {
@@ -54,7 +44,11 @@ void ReqIdWatch::scan(std::string_view bytes) {
 
 struct ChildAttempt::Exchange {
   explicit Exchange(ChildConnection& stream)
-      : connection(stream), upstream(*stream), buffers(take_exchange_buffers()), buffer(buffers->buffer), chunk(buffers->chunk) {
+      : connection(stream),
+        upstream(*stream),
+        buffers(take_exchange_buffers()),
+        buffer(buffers->buffer),
+        chunk(buffers->chunk) {
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     parser.header_limit(64 * 1024);
   }
@@ -201,7 +195,10 @@ awaitable<AttemptOutcome> ChildAttempt::answer(Exchange& exchange) {
                            "child " + child_.name + " answered " + std::to_string(status) + " without a stream");
     co_return outcome;
   }
-  const bool started = co_await client_.start(head, body_length(exchange.parser), deadlines_.stream());
+  bool started = true;
+  if (client_.begin(head, body_length(exchange.parser), deadlines_.stream())) {
+    started = co_await client_.send_head();
+  }
   if (!started) {
     co_return outcome;
   }
@@ -215,24 +212,56 @@ awaitable<ChildAttempt::Read> ChildAttempt::read_piece(Exchange& exchange, std::
   auto& body = exchange.parser.get().body();
   body.data = exchange.chunk.data();
   body.size = exchange.chunk.size();
-  const Read read = co_await watched_read(
-      exchange.upstream,
-      [&](error_code& read_ec) {
-        return http::async_read_some(exchange.upstream, exchange.buffer, exchange.parser, use_awaitable_ec(read_ec));
-      },
-      ec);
+  Read read = Read::ok;
+  if (!take_buffered(exchange, ec)) {
+    read = co_await watched_read(
+        exchange.upstream,
+        [&](error_code& read_ec) {
+          return http::async_read_some(exchange.upstream, exchange.buffer, exchange.parser, use_awaitable_ec(read_ec));
+        },
+        ec);
+  } else if (ec) {
+    read = Read::upstream_error;
+  }
   received = std::string_view(exchange.chunk.data(), exchange.chunk.size() - body.size);
   co_return read;
+}
+
+// Most answers' bodies come with their head: what is buffered is parsed here,
+// where Beast's read would post its completion through the scheduler. False
+// when nothing came of it and the socket must be read.
+bool ChildAttempt::take_buffered(Exchange& exchange, error_code& ec) {
+  auto& parser = exchange.parser;
+  const std::size_t room = parser.get().body().size;
+  // Not eager: a parser that parsed on past the body bytes would make the
+  // next read wait for the child's next chunk before handing these on.
+  while (exchange.buffer.size() > 0 && !parser.is_done() && parser.get().body().size == room) {
+    const std::size_t used = parser.put(exchange.buffer.data(), ec);
+    exchange.buffer.consume(used);
+    // need_buffer: the chunk is full; need_more: the rest is still on its way.
+    if (ec == http::error::need_buffer || ec == http::error::need_more) {
+      ec = {};
+      break;
+    }
+    if (ec) return true;  // a malformed answer, reported as the read's error
+    if (used == 0) break;
+  }
+  return parser.is_done() || parser.get().body().size < room;
 }
 
 // The last bytes of an answer and its end; the child's connection then
 // carries the next request.
 awaitable<void> ChildAttempt::send_last(Exchange& exchange, std::string_view bytes) {
-  const bool sent = co_await client_.send(bytes);
-  if (!sent) {
-    co_return;
+  if (!bytes.empty()) {
+    const bool sent = co_await client_.send(bytes);
+    if (!sent) {
+      co_return;
+    }
   }
-  const bool finished = co_await client_.finish();
+  bool finished = client_.finish_at_once();
+  if (!finished) {
+    finished = co_await client_.finish();
+  }
   if (finished && exchange.parser.keep_alive()) {
     pool_.give_back(index_, std::move(exchange.connection));
   }
@@ -438,8 +467,7 @@ void ChildAttempt::child_sent(std::string_view bytes) {
 // A read from the child that wakes for heartbeats and deadlines, and ends at
 // once when the client goes away or the relay is steered from outside.
 template <class StartRead>
-awaitable<ChildAttempt::Read> ChildAttempt::watched_read(TcpStream& upstream, StartRead start_read,
-                                                         error_code& ec) {
+awaitable<ChildAttempt::Read> ChildAttempt::watched_read(TcpStream& upstream, StartRead start_read, error_code& ec) {
   while (true) {
     const auto now = Clock::now();
     switch (deadlines_.expired(now)) {
@@ -463,11 +491,15 @@ awaitable<ChildAttempt::Read> ChildAttempt::watched_read(TcpStream& upstream, St
     const auto wake = deadlines_.next_wake(heartbeats_apply());
     signals_->upstream = &upstream;
     signals_->tick = false;
-    const unsigned generation = ++signals_->generation;
-    if (wake != RelayDeadlines::kNever) {
-      timer_.expires_at(wake);
-      timer_.async_wait([signals = signals_, generation](error_code timer_ec) {
-        if (timer_ec || signals->generation != generation || signals->upstream == nullptr) return;
+    if (wake != RelayDeadlines::kNever && !(signals_->timer_armed && signals_->timer_expiry == wake)) {
+      timer_.expires_at(wake);  // a wait for another moment ends as aborted
+      signals_->timer_armed = true;
+      signals_->timer_expiry = wake;
+      timer_.async_wait([signals = signals_](error_code timer_ec) {
+        if (timer_ec) return;
+        signals->timer_armed = false;
+        // Between reads nothing is woken: the next read looks at the deadlines first.
+        if (signals->upstream == nullptr) return;
         signals->tick = true;
         error_code ignored;
         signals->upstream->socket().cancel(ignored);
@@ -475,9 +507,7 @@ awaitable<ChildAttempt::Read> ChildAttempt::watched_read(TcpStream& upstream, St
     }
     ec = {};
     co_await start_read(ec);
-    ++signals_->generation;
     signals_->upstream = nullptr;
-    if (wake != RelayDeadlines::kNever) timer_.cancel();
 
     if (signals_->cancelled) co_return Read::cancelled;
     if (signals_->client_gone) co_return Read::client_gone;

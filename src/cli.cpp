@@ -17,9 +17,20 @@ void add_port(CLI::App& app, const std::string& flag, int& value, const std::str
   app.add_option(flag, value, help)->envname(env)->check(CLI::Range(1, kMaxPort))->capture_default_str();
 }
 
-void add_seconds(CLI::App& app, const std::string& flag, double& value, const std::string& help,
+// A time setting, written as fractional seconds: checked as text, made a Duration here and nowhere else.
+// The default prints as the seconds a double would (10, 0.25), the same text in --help and --print-config.
+void add_seconds(CLI::App& app, const std::string& flag, Duration& value, const std::string& help,
                  double minimum = 0.001) {
-  app.add_option(flag, value, help)->check(CLI::Range(minimum, 1e7))->type_name("SECONDS")->capture_default_str();
+  const auto set = [&value](const double& seconds) { value = to_duration(seconds); };
+  app.add_option_function<double>(flag, set, help)
+      ->check(CLI::Range(minimum, 1e7))
+      ->type_name("SECONDS")
+      ->default_function([&value] {
+        std::ostringstream text;
+        text << to_seconds(value);
+        return text.str();
+      })
+      ->capture_default_str();
 }
 
 // What some options hold until parsing is done: texts that become Config

@@ -8,15 +8,10 @@ namespace {
 
 constexpr std::string_view kHeartbeat = ": keep-alive\n\n";
 
-bool is_event_stream(std::string_view content_type) {
-  return content_type.substr(0, std::min<std::size_t>(content_type.size(), 17)) == "text/event-stream";
-}
-
 }  // namespace
 
-ClientResponse::ClientResponse(TcpStream& client, const Request& request, bool keep_alive,
-                               Clock::duration send_timeout, RelayDeadlines& deadlines,
-                               std::shared_ptr<RelaySignals> signals)
+ClientResponse::ClientResponse(TcpStream& client, const Request& request, bool keep_alive, Clock::duration send_timeout,
+                               RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals)
     : client_(client),
       request_(request),
       send_timeout_(send_timeout),
@@ -103,18 +98,25 @@ std::string ClientResponse::head_bytes(const http::response_header<>& child_head
   return out;
 }
 
-awaitable<bool> ClientResponse::start(const http::response_header<>& child_head, std::optional<std::uint64_t> length,
-                                      bool stream_mode) {
+bool ClientResponse::begin(const http::response_header<>& child_head, std::optional<std::uint64_t> length,
+                           bool stream_mode) {
   pending_head_ = head_bytes(child_head, length);
   status_ = child_head.result_int();
   committed_ = true;
   if (stream_mode) stream_ttfb_ = std::chrono::duration<double>(Clock::now() - started_).count();
-  if (!sse_ && !stream_mode) {
-    // Not a stream: the head waits for the first body bytes and goes out in
-    // the same write (one segment, one wake-up of the client, not two).
-    co_return true;
-  }
+  // Not a stream: the head waits for the first body bytes and goes out in
+  // the same write (one segment, one wake-up of the client, not two).
+  return sse_ || stream_mode;
+}
+
+awaitable<bool> ClientResponse::send_head() {
   co_return co_await write(net::buffer(pending_head_), net::const_buffer(), false);
+}
+
+awaitable<bool> ClientResponse::start(const http::response_header<>& child_head, std::optional<std::uint64_t> length,
+                                      bool stream_mode) {
+  if (!begin(child_head, length, stream_mode)) co_return true;
+  co_return co_await send_head();
 }
 
 awaitable<bool> ClientResponse::write(net::const_buffer head, net::const_buffer data, bool last_chunk) {
@@ -147,11 +149,14 @@ awaitable<bool> ClientResponse::send(std::string_view bytes) {
   co_return co_await write(net::buffer(pending_head_), net::buffer(bytes.data(), bytes.size()), false);
 }
 
+bool ClientResponse::finish_at_once() {
+  if (!pending_head_.empty() || framing_ == Framing::chunked) return false;
+  reusable_ = keep_alive_;
+  return true;
+}
+
 awaitable<bool> ClientResponse::finish() {
-  if (pending_head_.empty() && framing_ != Framing::chunked) {
-    reusable_ = keep_alive_;
-    co_return true;
-  }
+  if (finish_at_once()) co_return true;
   // The held head of an empty body goes out now, with the last chunk if chunked.
   const bool sent = co_await write(net::buffer(pending_head_), net::const_buffer(), true);
   reusable_ = sent && keep_alive_;

@@ -7,8 +7,12 @@
 
 namespace coordinator {
 
-std::chrono::steady_clock::duration to_duration(double seconds) {
-  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(Seconds(seconds));
+Duration to_duration(double seconds) {
+  return std::chrono::round<Duration>(Seconds(seconds));
+}
+
+double to_seconds(Duration duration) {
+  return std::chrono::duration_cast<Seconds>(duration).count();
 }
 
 std::optional<std::pair<std::size_t, std::size_t>> parse_shard(const std::string& text) {

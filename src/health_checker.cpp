@@ -55,8 +55,8 @@ void HealthChecker::report_progress(std::size_t index) {
 awaitable<void> HealthChecker::poll_child(std::size_t index) {
   SteadyTimer timer(io_);
   // Start-up polls come fast so a child is used as soon as it can serve.
-  const auto startup_interval = to_duration(std::min(0.25, config_.health_interval));
-  const auto ready_deadline = Clock::now() + to_duration(config_.ready_timeout);
+  const auto startup_interval = std::min<Clock::duration>(std::chrono::milliseconds(250), config_.health_interval);
+  const auto ready_deadline = Clock::now() + config_.ready_timeout;
   bool late_reported = false;
   while (!stopping_) {
     const ChildState state = registry_.at(index).state;
@@ -67,7 +67,7 @@ awaitable<void> HealthChecker::poll_child(std::size_t index) {
       std::string error;
       const Child& target = registry_.at(index);
       const auto response = co_await simple_request(target.host, target.ports.api, http::verb::get, "/health", "",
-                                                    to_duration(config_.health_timeout), error);
+                                                    config_.health_timeout, error);
       if (stopping_) break;
       const HealthVerdict verdict =
           response ? judge_health(response->status, response->body) : HealthVerdict{false, error, 0};
@@ -80,12 +80,12 @@ awaitable<void> HealthChecker::poll_child(std::size_t index) {
       // Spawned children are restarted by the supervisor; an attached one is only reported.
       if (child.attached && !child.ever_ready && !late_reported && Clock::now() >= ready_deadline) {
         late_reported = true;
-        spdlog::error("upstream {} not ready after {:.0f} s ({}); still polling", child.name, config_.ready_timeout,
-                      child.last_error.empty() ? "no answer" : child.last_error);
+        spdlog::error("upstream {} not ready after {:.0f} s ({}); still polling", child.name,
+                      to_seconds(config_.ready_timeout), child.last_error.empty() ? "no answer" : child.last_error);
       }
     }
     const bool fast = registry_.at(index).state == ChildState::starting && !late_reported;
-    timer.expires_after(fast ? startup_interval : to_duration(config_.health_interval));
+    timer.expires_after(fast ? startup_interval : config_.health_interval);
     error_code ec;
     co_await timer.async_wait(use_awaitable_ec(ec));
   }

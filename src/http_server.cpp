@@ -103,7 +103,7 @@ awaitable<ParsedRequest> parse_request(TcpStream& stream, beast::flat_buffer& bu
   // Read the whole header block and look at its raw bytes first: Beast
   // tolerates shapes (obs-fold) that a proxy must refuse.
   // (A loop here, not a coroutine of its own: one frame less per request.)
-  stream.expires_after(to_duration(config.header_timeout));
+  stream.expires_after(config.header_timeout);
   HeaderBlockCheck block;
   error_code ec;
   while (true) {
@@ -138,7 +138,7 @@ awaitable<ParsedRequest> parse_request(TcpStream& stream, beast::flat_buffer& bu
   const auto& head = parser.get();
   const std::size_t header_fields = static_cast<std::size_t>(std::distance(head.begin(), head.end()));
   if (iequals(head[http::field::expect], "100-continue") && !parser.is_done()) {
-    stream.expires_after(to_duration(config.client_send_timeout));
+    stream.expires_after(config.client_send_timeout);
     co_await net::async_write(stream, net::buffer(kContinue.data(), kContinue.size()), use_awaitable_ec(ec));
     if (ec) {
       co_return parsed;
@@ -256,7 +256,7 @@ awaitable<void> HttpServer::run_session(Socket socket) {
     if (buffer.size() == 0) {
       // Idle keep-alive wait, separate from the (shorter) header deadline.
       error_code ec;
-      stream.expires_after(to_duration(config_.keep_alive_timeout));
+      stream.expires_after(config_.keep_alive_timeout);
       const std::size_t n = co_await stream.async_read_some(buffer.prepare(4096), use_awaitable_ec(ec));
       buffer.commit(n);
       if (ec) {

@@ -2,6 +2,7 @@
 
 #include "coordinator/log_sink.hpp"
 
+#include <fmt/compile.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 #include <algorithm>
@@ -114,8 +115,13 @@ void log_access(std::string_view method, std::string_view path, unsigned status,
                                  {"bytes", bytes},   {"request_id", request_id}};
     access_logger().info("{}", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   } else {
-    access_logger().info("access {} {} {} child={} {:.1f}ms bytes={} id={}", method, path, status,
-                         child.empty() ? std::string_view("-") : child, seconds * 1000, bytes, request_id);
+    // Formatted by a compiled format string, then logged as it is: fmt's
+    // parse of the format string at run time was a tenth of the line's cost.
+    const std::string_view child_or_dash = child.empty() ? std::string_view("-") : child;
+    fmt::memory_buffer line;
+    fmt::format_to(std::back_inserter(line), FMT_COMPILE("access {} {} {} child={} {:.1f}ms bytes={} id={}"), method,
+                   path, status, child_or_dash, seconds * 1000, bytes, request_id);
+    access_logger().log(spdlog::level::info, spdlog::string_view_t(line.data(), line.size()));
   }
 }
 
@@ -125,6 +131,17 @@ bool is_hop_by_hop(std::string_view field_name) {
       "upgrade",    "proxy-authorization", "proxy-authenticate"};
   return std::any_of(kHopByHop.begin(), kHopByHop.end(),
                      [&](std::string_view hop) { return iequals(hop, field_name); });
+}
+
+bool is_event_stream(std::string_view content_type) {
+  return content_type.substr(0, std::min<std::size_t>(content_type.size(), 17)) == "text/event-stream";
+}
+
+std::optional<double> retry_after_seconds(std::string_view value) {
+  if (value.empty() || value.size() > 9 || value.find_first_not_of("0123456789") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  return std::stod(std::string(value));
 }
 
 bool is_hop_by_hop(http::field name) {

@@ -62,9 +62,8 @@ awaitable<void> cancel_in_background(std::string name, std::string host, int por
 }
 
 RelayDeadlines::Limits limits_of(const Config& config) {
-  return {to_duration(config.queue_timeout), to_duration(config.request_timeout),
-          to_duration(config.stream_idle_timeout), to_duration(config.stall_timeout),
-          config.sse_heartbeat > 0 ? to_duration(config.sse_heartbeat) : Clock::duration::zero()};
+  return {config.queue_timeout, config.request_timeout, config.stream_idle_timeout, config.stall_timeout,
+          config.sse_heartbeat};
 }
 
 // An attempt's entry in ActiveRelays, for as long as it runs.
@@ -100,17 +99,23 @@ class Relay {
         takes_slot_(takes_slot),
         signals_(std::make_shared<RelaySignals>()),
         deadlines_(limits_of(context.config)),
-        response_(client, request, client_keep_alive, to_duration(context.config.client_send_timeout), deadlines_,
-                  signals_),
+        response_(client, request, client_keep_alive, context.config.client_send_timeout, deadlines_, signals_),
         timer_(client.get_executor()),
         req_ids_([this](const std::string& req_id) { found_req_id(req_id); }),
-        settings_{to_duration(context.config.connect_timeout), stream_requested},
+        settings_{context.config.connect_timeout, stream_requested},
         child_request_(request, client_address) {}
 
-  awaitable<ForwardResult> run() {
+  // Before dispatch(); forward_request runs begin, dispatch and result on its
+  // own frame (a coroutine frame less per request).
+  void begin() {
     deadlines_.begin(Clock::now());
     signals_->client = &client_.socket();
-    co_await dispatch();
+  }
+
+  awaitable<void> dispatch();
+
+  // After dispatch(): what happened, with every watcher stopped.
+  ForwardResult result() {
     // Stop the watchers before the client socket is used for the next request.
     signals_->detach();
     if (const auto& req_id = req_ids_.req_id()) {
@@ -123,8 +128,8 @@ class Relay {
       client_.socket().cancel(ignored);
     }
     timer_.cancel();
-    co_return ForwardResult{response_.status(), child_name_, response_.reusable(), response_.bytes_sent(),
-                            response_.stream_ttfb()};
+    return ForwardResult{response_.status(), child_name_, response_.reusable(), response_.bytes_sent(),
+                         response_.stream_ttfb()};
   }
 
  private:
@@ -133,7 +138,6 @@ class Relay {
     bool answered = false;  // the client was answered (or left) while waiting
   };
 
-  awaitable<void> dispatch();
   std::optional<Acquired> acquire_now(const std::vector<bool>& tried);
   awaitable<Acquired> wait_in_queue(const std::vector<bool>& tried);
   awaitable<AttemptOutcome> attempt(std::size_t child);
@@ -224,13 +228,13 @@ void Relay::report(std::size_t child, const AttemptOutcome& outcome) {
   Registry& registry = context_.registry;
   if (outcome.relayed) {
     // Outlier detection: a run of server errors takes the child out of rotation.
-    const OutlierPolicy policy{config_.eject_after, to_duration(config_.eject_time),
-                               to_duration(config_.eject_time * 10)};
+    const OutlierPolicy policy{config_.eject_after, config_.eject_time, config_.eject_time * 10};
     registry.report_answer(child, outcome.status, policy, now);
   }
   if (outcome.connect_failed && context_.metrics) context_.metrics->count_connect_error(registry.at(child).name);
-  const auto until = [&](double fallback) {
-    return now + to_duration(std::max(outcome.retry_after.value_or(fallback), 0.001));
+  const auto until = [&](Clock::duration fallback) {
+    const auto wait = outcome.retry_after ? to_duration(*outcome.retry_after) : fallback;
+    return now + std::max<Clock::duration>(wait, std::chrono::milliseconds(1));
   };
   if (outcome.rate_limited) {
     registry.report_rate_limited(child, until(config_.cooldown), now);
@@ -261,7 +265,9 @@ awaitable<void> Relay::fail_after_attempts(bool attempted, const std::string& la
 awaitable<void> Relay::end(std::size_t child, const AttemptOutcome& outcome) {
   const Child& chosen = context_.registry.at(child);
   const auto& req_id = req_ids_.req_id();
-  const auto seconds = [](double value) { return std::to_string(static_cast<int>(value)); };
+  const auto seconds = [](Clock::duration value) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(value).count());
+  };
   switch (outcome.end) {
     case AttemptEnd::answered:
     case AttemptEnd::refused:
@@ -278,15 +284,14 @@ awaitable<void> Relay::end(std::size_t child, const AttemptOutcome& outcome) {
       co_return;
     case AttemptEnd::stalled: {
       const std::string why =
-          fmt::format("child {} sent nothing for {:.1f} s (stalled)", chosen.name, config_.stall_timeout);
+          fmt::format("child {} sent nothing for {:.1f} s (stalled)", chosen.name, to_seconds(config_.stall_timeout));
       spdlog::warn("{}; recycling it", why);
       co_await fail_or_abort(errc::upstream_stalled, why);
       // The cancel must reach the child before it is stopped.
       if (context_.metrics && req_id) context_.metrics->count_cancel();
       net::co_spawn(client_.get_executor(),
                     cancel_then_recycle(chosen.name, chosen.host, chosen.ports.api, req_id.value_or(""),
-                                        to_duration(config_.cancel_timeout), credentials_of(request_), context_.recycle,
-                                        child, why),
+                                        config_.cancel_timeout, credentials_of(request_), context_.recycle, child, why),
                     LogEscapedException{"stall recycle"});
       co_return;
     }
@@ -327,7 +332,7 @@ void Relay::cancel_work(std::size_t child) {
   if (context_.metrics) context_.metrics->count_cancel();
   net::co_spawn(client_.get_executor(),
                 cancel_in_background(target.name, target.host, target.ports.api, *req_ids_.req_id(),
-                                     to_duration(config_.cancel_timeout), credentials_of(request_)),
+                                     config_.cancel_timeout, credentials_of(request_)),
                 LogEscapedException{"cancel"});
 }
 
@@ -364,6 +369,7 @@ awaitable<Relay::Acquired> Relay::wait_in_queue(const std::vector<bool>& tried) 
   deadlines_.client_watched();
   if (!signals_->client_watched) watch_client(signals_);  // a client that leaves frees its place at once
   signals_->queue_timer = &timer_;
+  signals_->timer_armed = false;  // the queue's waits replace any wait armed by a read
   // A streamed request that waits longer than --sse-heartbeat gets its SSE
   // head and heartbeats, so that nothing in between cuts the silent connection.
   const bool beat = stream_requested_ || response_.reading_events();
@@ -403,16 +409,18 @@ long Relay::seconds_until_first_cooldown_ends() const {
 
 void report_quota_from_child_log(ForwardContext& context, std::size_t child, const std::string& why) {
   const auto now = Clock::now();
-  context.registry.report_quota_exhausted(child, now + to_duration(context.config.quota_cooldown), why, now);
+  context.registry.report_quota_exhausted(child, now + context.config.quota_cooldown, why, now);
   if (context.active != nullptr) context.active->retry_elsewhere(child);
 }
 
-awaitable<ForwardResult> forward_request(ForwardContext& context, TcpStream& client,
-                                         const http::request<http::string_body>& request, bool stream_requested,
-                                         bool takes_slot, bool client_keep_alive, std::string client_address) {
+awaitable<bool> forward_request(ForwardContext& context, TcpStream& client,
+                                const http::request<http::string_body>& request, bool stream_requested, bool takes_slot,
+                                bool client_keep_alive, std::string client_address, ForwardResult& result) {
   Relay relay(context, client, request, stream_requested, takes_slot, client_keep_alive, std::move(client_address));
-  ForwardResult result = co_await relay.run();
-  co_return result;
+  relay.begin();
+  co_await relay.dispatch();
+  result = relay.result();
+  co_return result.client_reusable;
 }
 
 }  // namespace coordinator

@@ -151,9 +151,8 @@ awaitable<bool> Replies::reply(Exchange exchange, unsigned status, std::string b
     if (!iequals(header.first, "Connection")) headers.push_back(header);
   }
   add_request_id(headers, request);
-  const bool sent =
-      co_await send_json(exchange.stream, request.version(), status, std::move(body), keep_alive,
-                         to_duration(config_.client_send_timeout), headers, request.method() == http::verb::head);
+  const bool sent = co_await send_json(exchange.stream, request.version(), status, std::move(body), keep_alive,
+                                       config_.client_send_timeout, headers, request.method() == http::verb::head);
   co_return sent&& keep_alive;
 }
 
@@ -167,7 +166,7 @@ awaitable<bool> Replies::reply_text(Exchange exchange, std::string body, std::st
   add_request_id(extra, request);
   const bool sent =
       co_await send_text(exchange.stream, request.version(), 200, std::move(body), std::move(content_type), keep_alive,
-                         to_duration(config_.client_send_timeout), head_only, extra);
+                         config_.client_send_timeout, head_only, extra);
   co_return sent&& keep_alive;
 }
 
@@ -200,9 +199,9 @@ awaitable<bool> Router::route(Exchange exchange) {
   // The key first: a client without one learns nothing about the routes.
   if (needs_key(route, config_.protect_metrics) &&
       !services_.api_keys.allows(presented_key(request[http::field::authorization], request["X-API-Key"]))) {
-    return replies_.reply_error(
-        exchange, errc::invalid_api_key,
-        "Invalid or missing API key: send Authorization: Bearer KEY or X-API-Key: KEY.", kAskForBearer);
+    return replies_.reply_error(exchange, errc::invalid_api_key,
+                                "Invalid or missing API key: send Authorization: Bearer KEY or X-API-Key: KEY.",
+                                kAskForBearer);
   }
   if (!method_allowed(route.methods, request.method())) {
     std::string message =
@@ -259,19 +258,17 @@ awaitable<bool> Router::metrics_text(Exchange exchange) {
   co_return co_await replies_.reply_text(exchange, std::move(body), "text/plain; version=0.0.4; charset=utf-8");
 }
 
+// Not a coroutine either: the relay writes the outcome where the session reads it.
 awaitable<bool> Router::forward(Exchange exchange, bool stream_requested, bool takes_slot) {
-  std::string client_address(exchange.peer_text);
-  exchange.outcome = co_await forward_request(forward_, exchange.stream, exchange.request, stream_requested, takes_slot,
-                                              replies_.keep_alive_for(exchange.request), std::move(client_address));
-  co_return exchange.outcome.client_reusable;
+  return forward_request(forward_, exchange.stream, exchange.request, stream_requested, takes_slot,
+                         replies_.keep_alive_for(exchange.request), std::string(exchange.peer_text), exchange.outcome);
 }
 
 awaitable<bool> Router::chat_completions(Exchange exchange) {
   const JsonCheck body = check_json(exchange.request.body());
   if (!body.is_object) {
     const std::string why = body.valid ? "the body is not a JSON object" : body.error;
-    return replies_.reply_error(exchange, errc::invalid_json,
-                                            "Request body must be a JSON object: " + why + ".");
+    return replies_.reply_error(exchange, errc::invalid_json, "Request body must be a JSON object: " + why + ".");
   }
   return forward(exchange, body.stream_requested, /*takes_slot=*/true);
 }
@@ -297,7 +294,7 @@ awaitable<bool> Router::broadcast_cancel(Exchange exchange, std::string req_id) 
     for (std::size_t i = 0; i < registry_.size(); ++i) targets.push_back(i);
   }
   auto broadcast = std::make_shared<CancelBroadcast>(io_.get_executor(), targets.size());
-  const auto timeout = to_duration(config_.cancel_timeout);
+  const auto timeout = config_.cancel_timeout;
   for (std::size_t k = 0; k < targets.size(); ++k) {
     const Child& child = registry_.at(targets[k]);
     net::co_spawn(io_,

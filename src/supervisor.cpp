@@ -85,7 +85,7 @@ void Supervisor::schedule_start(std::size_t slot, Clock::duration delay) {
   const auto now = Clock::now();
   // Browsers are expensive to start: keep starts --start-stagger apart.
   const auto at = std::max(now + delay, next_start_at_);
-  next_start_at_ = at + to_duration(config_.start_stagger);
+  next_start_at_ = at + config_.start_stagger;
   const unsigned generation = ++slots_.at(slot).generation;
   net::co_spawn(io_, start_when_due(slot, generation, at), LogEscapedException{"child start"});
 }
@@ -305,13 +305,13 @@ void Supervisor::after_exit(std::size_t index, bool failure, const std::string& 
   }
   const Child& child = registry_.at(index);
   ++slot.consecutive_failures;
-  const std::size_t recent = history_[child.name].count_within(to_duration(config_.restart_window), now) + 1;
+  const std::size_t recent = history_[child.name].count_within(config_.restart_window, now) + 1;
   history_[child.name].record(now);
   const Profile current{child.name, child.profile};
   const bool park = recent > static_cast<std::size_t>(config_.max_restarts);
   if (park) {
     spdlog::error("child {} failed {} times within {:.0f} s: parked as failed ({})", child.name, recent,
-                  config_.restart_window, reason);
+                  to_seconds(config_.restart_window), reason);
     parked_.push_back(current);
   }
   if (!waiting_.empty()) {
@@ -324,9 +324,10 @@ void Supervisor::after_exit(std::size_t index, bool failure, const std::string& 
                  park ? "is parked" : "goes to the back of the queue", next.name);
     registry_.assign_profile(index, next.name, next.path);
   } else if (park) {
-    registry_.apply(
-        index, ChildEvent::parked,
-        fmt::format("parked: {} failure(s) within {:.0f} s, last: {}", recent, config_.restart_window, reason), now);
+    registry_.apply(index, ChildEvent::parked,
+                    fmt::format("parked: {} failure(s) within {:.0f} s, last: {}", recent,
+                                to_seconds(config_.restart_window), reason),
+                    now);
     return;
   }
   registry_.apply(index, ChildEvent::restart_scheduled, {}, now);
@@ -354,12 +355,13 @@ void Supervisor::stop_process(std::size_t index, bool failure, const std::string
   slot.stop_is_failure = failure;
   slot.stop_reason = reason;
   spdlog::warn("stopping child {} (pid {}): {}", registry_.at(index).name, slot.process->pgid, reason);
-  slot.process->stop(to_duration(config_.child_stop_timeout));
+  slot.process->stop(config_.child_stop_timeout);
 }
 
 awaitable<void> Supervisor::monitor() {
   SteadyTimer timer(io_);
-  const auto tick = to_duration(std::clamp(config_.health_interval / 4, 0.05, 1.0));
+  const auto tick =
+      std::clamp<Clock::duration>(config_.health_interval / 4, std::chrono::milliseconds(50), std::chrono::seconds(1));
   while (!stopping_) {
     const auto now = Clock::now();
     if (now - last_tree_scan_ >= kTreeScanInterval) {
@@ -367,8 +369,8 @@ awaitable<void> Supervisor::monitor() {
       refresh_trees();
     }
     for (std::size_t i = 0; i < slots_.size(); ++i) check_slot(i, now);
-    if ((config_.max_child_rss > 0 || config_.max_child_age > 0) &&
-        now - last_limit_check_ >= to_duration(config_.health_interval)) {
+    if ((config_.max_child_rss > 0 || config_.max_child_age > Clock::duration::zero()) &&
+        now - last_limit_check_ >= config_.health_interval) {
       last_limit_check_ = now;
       maybe_recycle_for_limits(now);
     }
@@ -395,7 +397,7 @@ void Supervisor::check_slot(std::size_t index, Clock::time_point now) {
   Slot& slot = slots_.at(index);
   const Child& child = registry_.at(index);
   const bool running = slot.process && slot.process->running;
-  if (is_serving(child.state) && now - child.serving_since >= to_duration(config_.backoff_reset_after)) {
+  if (is_serving(child.state) && now - child.serving_since >= config_.backoff_reset_after) {
     slot.consecutive_failures = 0;
   }
   if (!running) return;
@@ -405,14 +407,14 @@ void Supervisor::check_slot(std::size_t index, Clock::time_point now) {
     stop_process(index, /*failure=*/false, "logged out, and still running");
     return;
   }
-  if (child.state == ChildState::starting && now - child.started_at >= to_duration(config_.ready_timeout)) {
-    spdlog::error("child {} not ready after {:.1f} s ({})", child.name, config_.ready_timeout,
+  if (child.state == ChildState::starting && now - child.started_at >= config_.ready_timeout) {
+    spdlog::error("child {} not ready after {:.1f} s ({})", child.name, to_seconds(config_.ready_timeout),
                   child.last_error.empty() ? "no answer" : child.last_error);
     recycle_with(index, ChildEvent::ready_timeout, "not ready within --ready-timeout");
     return;
   }
-  if (child.state == ChildState::unhealthy && now - child.state_since >= to_duration(config_.unhealthy_restart_after)) {
-    recycle(index, fmt::format("unhealthy for {:.1f} s", config_.unhealthy_restart_after));
+  if (child.state == ChildState::unhealthy && now - child.state_since >= config_.unhealthy_restart_after) {
+    recycle(index, fmt::format("unhealthy for {:.1f} s", to_seconds(config_.unhealthy_restart_after)));
     return;
   }
   if (child.state == ChildState::draining && child.in_flight == 0) {
@@ -432,7 +434,7 @@ void Supervisor::maybe_recycle_for_limits(Clock::time_point now) {
     if (!is_serving(child.state) || !slot.process || !slot.process->running) continue;
     std::string reason;
     if (slot.retire_when_stopped) continue;
-    if (config_.max_child_age > 0 && now - child.started_at >= to_duration(config_.max_child_age)) {
+    if (config_.max_child_age > Clock::duration::zero() && now - child.started_at >= config_.max_child_age) {
       reason = "older than --max-child-age";
     } else if (config_.max_child_rss > 0) {
       // The whole tree (at the last scan): the browser and Firefox hold most of it, outside the launcher's group.

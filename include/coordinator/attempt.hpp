@@ -86,6 +86,7 @@ class ChildAttempt {
   awaitable<std::optional<AttemptOutcome>> pass_events(Exchange& exchange, StreamGate& gate, std::string_view received);
   awaitable<AttemptOutcome> finish_events(Exchange& exchange, StreamGate& gate);
   awaitable<Read> read_piece(Exchange& exchange, std::string_view& received, error_code& ec);
+  bool take_buffered(Exchange& exchange, error_code& ec);
   template <class StartRead>
   awaitable<Read> watched_read(TcpStream& upstream, StartRead start_read, error_code& ec);
   awaitable<void> send_last(Exchange& exchange, std::string_view bytes);

@@ -31,10 +31,18 @@ class ClientResponse {
   // out with the first body bytes.
   awaitable<bool> start(const http::response_header<>& child_head, std::optional<std::uint64_t> length,
                         bool stream_mode);
+  // start in two steps, so that the common case costs no coroutine frame:
+  // begin prepares the head and says whether it must go out now (a stream),
+  // send_head then writes it.
+  bool begin(const http::response_header<>& child_head, std::optional<std::uint64_t> length, bool stream_mode);
+  awaitable<bool> send_head();
   awaitable<bool> send(std::string_view bytes);
   // Ends the body (the last chunk, or the held head of an empty body); the
   // connection may then carry another request if both sides allow it.
   awaitable<bool> finish();
+  // finish without a write, when none is needed (a length-framed body all
+  // sent); false when finish() must write.
+  bool finish_at_once();
   // A comment line that keeps a silent stream alive; before any answer it
   // commits to a 200 SSE answer of our own.
   awaitable<bool> heartbeat();

@@ -14,10 +14,18 @@ namespace coordinator {
 
 using Seconds = std::chrono::duration<double>;
 
+// Every time setting: the steady clock's own duration, so timers, deadlines and
+// expires_after take it as it is. Text (flags, the config file) becomes one once.
+using Duration = std::chrono::steady_clock::duration;
+
 inline constexpr int kMaxPort = 65535;
 
-// Converts fractional seconds from the command line into a steady-clock duration.
-std::chrono::steady_clock::duration to_duration(double seconds);
+// Converts fractional seconds (a flag, a config-file value, a child's
+// Retry-After) into a Duration, to the nearest tick.
+Duration to_duration(double seconds);
+
+// A Duration as fractional seconds, for messages and log lines.
+double to_seconds(Duration duration);
 
 enum class Balance { least_busy, round_robin };
 
@@ -54,41 +62,42 @@ struct Config {
   BrowserMode browser_mode = BrowserMode::headless;
   std::filesystem::path runtime_dir = "runtime/coordinator";  // the children's working copies of their profiles
 
-  double shutdown_grace = 10;
-  double ready_timeout = 180;  // a real browser and its page take tens of seconds
-  double health_interval = 5;
-  double health_timeout = 5;
-  double connect_timeout = 5;
-  double request_timeout = 600;
-  double stream_idle_timeout = 600;
-  double sse_heartbeat = 15;
-  double header_timeout = 10;
-  double keep_alive_timeout = 75;
-  double cancel_timeout = 10;
-  double child_stop_timeout = 30;  // the real child saves cookies and closes its browser first
-  double client_send_timeout = 60;
+  Duration shutdown_grace = std::chrono::seconds{10};
+  Duration ready_timeout = std::chrono::seconds{180};  // a real browser and its page take tens of seconds
+  Duration health_interval = std::chrono::seconds{5};
+  Duration health_timeout = std::chrono::seconds{5};
+  Duration connect_timeout = std::chrono::seconds{5};
+  Duration request_timeout = std::chrono::seconds{600};
+  Duration stream_idle_timeout = std::chrono::seconds{600};
+  Duration sse_heartbeat = std::chrono::seconds{15};
+  Duration header_timeout = std::chrono::seconds{10};
+  Duration keep_alive_timeout = std::chrono::seconds{75};
+  Duration cancel_timeout = std::chrono::seconds{10};
+  Duration child_stop_timeout = std::chrono::seconds{30};  // the real child saves cookies and closes its browser first
+  Duration client_send_timeout = std::chrono::seconds{60};
   std::uint64_t max_body = 20ull * 1024 * 1024;
 
   // Supervision.
-  double unhealthy_restart_after = 60;
+  Duration unhealthy_restart_after = std::chrono::seconds{60};
   int max_restarts = 5;
-  double restart_window = 600;
-  double backoff_reset_after = 300;
-  double start_stagger = 2;
-  double stall_timeout = 300;
-  std::uint64_t max_child_rss = 0;  // bytes, 0 = off
-  double max_child_age = 0;         // seconds, 0 = off
-  double cooldown = 60;
-  double quota_cooldown = 3600;   // after a quota signal (530, an in-stream quota error) without Retry-After
-  std::uint64_t eject_after = 5;  // server errors in a row before a child is ejected; 0 = off
-  double eject_time = 30;         // first ejection; doubles per ejection in a row, up to 10x
-  std::size_t pool_size = 0;      // 0 = every profile
+  Duration restart_window = std::chrono::seconds{600};
+  Duration backoff_reset_after = std::chrono::seconds{300};
+  Duration start_stagger = std::chrono::seconds{2};
+  Duration stall_timeout = std::chrono::seconds{300};
+  std::uint64_t max_child_rss = 0;            // bytes, 0 = off
+  Duration max_child_age = Duration::zero();  // 0 = off
+  Duration cooldown = std::chrono::seconds{60};
+  // After a quota signal (530, an in-stream quota error) without Retry-After.
+  Duration quota_cooldown = std::chrono::seconds{3600};
+  std::uint64_t eject_after = 5;                   // server errors in a row before a child is ejected; 0 = off
+  Duration eject_time = std::chrono::seconds{30};  // first ejection; doubles per ejection in a row, up to 10x
+  std::size_t pool_size = 0;                       // 0 = every profile
 
   // Dispatch.
   Balance balance = Balance::least_busy;
   std::size_t max_inflight_per_child = 1;
   std::size_t max_queue = 1000;
-  double queue_timeout = 300;
+  Duration queue_timeout = std::chrono::seconds{300};
 
   // Attach mode: route to these instead of spawning children.
   std::vector<Upstream> upstreams;

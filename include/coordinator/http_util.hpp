@@ -1,7 +1,7 @@
 #pragma once
 
-#include <boost/beast/http/field.hpp>
 #include <array>
+#include <boost/beast/http/field.hpp>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -24,6 +24,11 @@ bool is_hop_by_hop(std::string_view field_name);
 // The same by Beast's code for a parsed field: all nine names are known to
 // Beast, so a field it does not know is never one (no string compares).
 bool is_hop_by_hop(boost::beast::http::field name);
+
+// A Content-Type of text/event-stream (with or without parameters).
+bool is_event_stream(std::string_view content_type);
+// A Retry-After in delta-seconds; a date or anything else is ignored.
+std::optional<double> retry_after_seconds(std::string_view value);
 
 // True when `connection_value` (a Connection header) lists `field_name`.
 bool connection_lists(std::string_view connection_value, std::string_view field_name);

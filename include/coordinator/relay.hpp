@@ -64,9 +64,10 @@ struct ForwardResult {
 // `stream_requested` is the body's "stream": true; `takes_slot` is false for
 // requests that do not occupy a child (/v1/models).
 // `client_address` is the peer's address, read once per connection (X-Forwarded-For).
-awaitable<ForwardResult> forward_request(ForwardContext& context, TcpStream& client,
-                                         const http::request<http::string_body>& request, bool stream_requested,
-                                         bool takes_slot, bool client_keep_alive, std::string client_address);
+// What happened goes to `result`; the awaited value is its `client_reusable`.
+awaitable<bool> forward_request(ForwardContext& context, TcpStream& client,
+                                const http::request<http::string_body>& request, bool stream_requested, bool takes_slot,
+                                bool client_keep_alive, std::string client_address, ForwardResult& result);
 
 // The child's own log says its account ran out of quota (the real child then
 // re-queues a non-streamed request until its 420 s timeout): it cools down for

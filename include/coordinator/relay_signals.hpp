@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <memory>
 
 #include "coordinator/asio.hpp"
@@ -9,17 +10,21 @@ namespace coordinator {
 // What reaches a relay from outside its own coroutine: the client went away, a
 // cancel, a quota signal from the child's log, a deadline timer. Shared with
 // the handlers that set it, which may run after the relay has moved on: they
-// act only while `generation` still matches what they were armed with.
+// act only through the pointers here, which are null once it has.
 struct RelaySignals {
-  TcpStream* upstream = nullptr;     // the child connection being read, if any
-  Socket* client = nullptr;             // watched while the relay waits (see watch_client)
+  TcpStream* upstream = nullptr;       // the child connection being read, if any
+  Socket* client = nullptr;            // watched while the relay waits (see watch_client)
   SteadyTimer* queue_timer = nullptr;  // set while the request waits for a child
-  unsigned generation = 0;
-  bool tick = false;            // the deadline timer woke the read
-  bool client_gone = false;     // the client closed or a write to it failed
-  bool cancelled = false;       // POST /v1/cancel/{req_id} ended this relay
-  bool quota_retry = false;     // the child's log showed a quota signal: go elsewhere if nothing was delivered
-  bool client_watched = false;  // watch_client was armed for this relay
+  bool tick = false;                   // the deadline timer woke the read
+  bool client_gone = false;            // the client closed or a write to it failed
+  bool cancelled = false;              // POST /v1/cancel/{req_id} ended this relay
+  bool quota_retry = false;            // the child's log showed a quota signal: go elsewhere if nothing was delivered
+  bool client_watched = false;         // watch_client was armed for this relay
+  // The deadline timer waits for `timer_expiry`: kept armed across reads that
+  // wake at the same moment (a timer armed and cancelled per read was a
+  // tenth of a short request's work).
+  bool timer_armed = false;
+  std::chrono::steady_clock::time_point timer_expiry;
 
   // Wakes whatever the relay waits on: its read from the child, or the queue.
   void wake() {
@@ -32,7 +37,6 @@ struct RelaySignals {
     upstream = nullptr;
     client = nullptr;
     queue_timer = nullptr;
-    ++generation;
   }
 };
 

@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -9,6 +13,7 @@
 #include "coordinator/config_file.hpp"
 
 using namespace coordinator;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -47,16 +52,16 @@ TEST(Config, DefaultsMatchTheOriginalLayout) {
   EXPECT_EQ(config.log_dir, "logs/coordinator");
   EXPECT_EQ(config.browser_mode, BrowserMode::headless);
   EXPECT_EQ(config.runtime_dir, "runtime/coordinator");
-  EXPECT_DOUBLE_EQ(config.shutdown_grace, 10);
-  EXPECT_DOUBLE_EQ(config.ready_timeout, 180);
-  EXPECT_DOUBLE_EQ(config.child_stop_timeout, 30);
-  EXPECT_DOUBLE_EQ(config.quota_cooldown, 3600);
-  EXPECT_GT(config.request_timeout, 420);  // the real child answers a slow request for up to 420 s
-  EXPECT_DOUBLE_EQ(config.health_interval, 5);
-  EXPECT_DOUBLE_EQ(config.connect_timeout, 5);
-  EXPECT_DOUBLE_EQ(config.request_timeout, 600);
-  EXPECT_DOUBLE_EQ(config.stream_idle_timeout, 600);
-  EXPECT_DOUBLE_EQ(config.sse_heartbeat, 15);
+  EXPECT_EQ(config.shutdown_grace, 10s);
+  EXPECT_EQ(config.ready_timeout, 180s);
+  EXPECT_EQ(config.child_stop_timeout, 30s);
+  EXPECT_EQ(config.quota_cooldown, 3600s);
+  EXPECT_GT(config.request_timeout, 420s);  // the real child answers a slow request for up to 420 s
+  EXPECT_EQ(config.health_interval, 5s);
+  EXPECT_EQ(config.connect_timeout, 5s);
+  EXPECT_EQ(config.request_timeout, 600s);
+  EXPECT_EQ(config.stream_idle_timeout, 600s);
+  EXPECT_EQ(config.sse_heartbeat, 15s);
   EXPECT_EQ(config.max_body, 20u * 1024 * 1024);
 }
 
@@ -67,8 +72,8 @@ TEST(Config, FlagsOverrideDefaults) {
   EXPECT_EQ(config.port, 9000);
   EXPECT_EQ(config.port_step, 3);
   EXPECT_EQ(config.browser_mode, BrowserMode::headful);
-  EXPECT_DOUBLE_EQ(config.health_interval, 0.2);
-  EXPECT_DOUBLE_EQ(config.sse_heartbeat, 0);
+  EXPECT_EQ(config.health_interval, 200ms);
+  EXPECT_EQ(config.sse_heartbeat, Duration::zero());
 }
 
 TEST(Config, EnvironmentVariablesAreRead) {
@@ -267,7 +272,7 @@ TEST(Config, DispatchAndSupervisionDefaults) {
   EXPECT_EQ(config.pool_size, 0u);
   EXPECT_EQ(config.max_inflight_per_child, 1u);
   EXPECT_EQ(config.max_queue, 1000u);
-  EXPECT_DOUBLE_EQ(config.start_stagger, 2);
+  EXPECT_EQ(config.start_stagger, 2s);
 }
 
 TEST(Config, BalanceFlag) {
@@ -326,8 +331,8 @@ TEST(Config, MaxInflightPerChildMustBePositive) {
 }
 
 TEST(Config, StartStaggerMayBeZero) {
-  EXPECT_DOUBLE_EQ(parse_ok({"--start-stagger", "0"}).start_stagger, 0);
-  EXPECT_DOUBLE_EQ(parse_ok({"--start-stagger", "0.5"}).start_stagger, 0.5);
+  EXPECT_EQ(parse_ok({"--start-stagger", "0"}).start_stagger, Duration::zero());
+  EXPECT_EQ(parse_ok({"--start-stagger", "0.5"}).start_stagger, 500ms);
   EXPECT_NE(parse_exit({"--start-stagger", "-1"}).code, 0);
 }
 
@@ -339,4 +344,122 @@ TEST(Config, HelpDocumentsDispatchAndSupervisionFlags) {
                            "--cooldown", "--max-child-age", "--stall-timeout", "--unhealthy-restart-after"}) {
     EXPECT_NE(exit.message.find(flag), std::string::npos) << flag;
   }
+}
+
+// ---------------------------------------------------------------------------
+// Time settings: written as fractional seconds, held as one Duration type.
+
+namespace {
+
+// A config file for one test, removed when the test ends.
+class ConfigFile {
+ public:
+  explicit ConfigFile(const std::string& text) {
+    char pattern[] = "/tmp/coordinator-config-test-XXXXXX";
+    const int fd = ::mkstemp(pattern);
+    EXPECT_GE(fd, 0);
+    if (fd >= 0) ::close(fd);
+    path_ = pattern;
+    std::ofstream(path_) << text;
+  }
+  ~ConfigFile() { std::remove(path_.c_str()); }
+  ConfigFile(const ConfigFile&) = delete;
+  ConfigFile& operator=(const ConfigFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string help_line(const std::string& help, const std::string& flag) {
+  const auto at = help.find("  " + flag + " ");
+  if (at == std::string::npos) return {};
+  return help.substr(at, help.find('\n', at) - at);
+}
+
+}  // namespace
+
+TEST(Durations, FractionalSecondsBecomeDurationsToTheNearestTick) {
+  const Config config = parse_ok({"--health-interval", "0.2", "--connect-timeout", "1.001", "--request-timeout", "2.5",
+                                  "--health-timeout", "0.0015", "--queue-timeout", "1e3"});
+  EXPECT_EQ(config.health_interval, 200ms);
+  EXPECT_EQ(config.connect_timeout, 1001ms);  // 1.001 * 1e9 is 1000999999.9...: rounded, not truncated
+  EXPECT_EQ(config.request_timeout, 2500ms);
+  EXPECT_EQ(config.health_timeout, 1500us);
+  EXPECT_EQ(config.queue_timeout, 1000s);
+}
+
+TEST(Durations, ConversionBothWays) {
+  EXPECT_EQ(to_duration(0), Duration::zero());
+  EXPECT_EQ(to_duration(0.25), 250ms);
+  EXPECT_EQ(to_duration(1.001), 1001ms);
+  EXPECT_EQ(to_duration(3600), 1h);
+  EXPECT_DOUBLE_EQ(to_seconds(2500ms), 2.5);
+  EXPECT_DOUBLE_EQ(to_seconds(Duration::zero()), 0);
+  EXPECT_DOUBLE_EQ(to_seconds(to_duration(0.2)), 0.2);
+}
+
+TEST(Durations, ZeroTurnsOffWhatZeroMayTurnOff) {
+  const Config config =
+      parse_ok({"--sse-heartbeat", "0", "--max-child-age", "0", "--shutdown-grace", "0", "--start-stagger", "0"});
+  EXPECT_EQ(config.sse_heartbeat, Duration::zero());
+  EXPECT_EQ(config.max_child_age, Duration::zero());
+  EXPECT_EQ(config.shutdown_grace, Duration::zero());
+  EXPECT_EQ(config.start_stagger, Duration::zero());
+  EXPECT_EQ(parse_ok({}).max_child_age, Duration::zero()) << "off by default";
+  EXPECT_EQ(parse_ok({"--max-child-age", "86400.5"}).max_child_age, 86400s + 500ms);
+}
+
+TEST(Durations, BadValuesAreRefusedNamingTheFlagAndTheRange) {
+  struct Case {
+    const char* flag;
+    const char* value;
+    const char* says;
+  };
+  for (const Case& c :
+       {Case{"--health-interval", "0", "Value 0 not in range 0.001000 to 10000000.000000"},
+        Case{"--health-interval", "-1", "Value -1 not in range 0.001000 to 10000000.000000"},
+        Case{"--sse-heartbeat", "-0.5", "Value -0.5 not in range 0.000000 to 10000000.000000"},
+        Case{"--max-child-age", "-3", "Value -3 not in range 0.000000"},
+        Case{"--cooldown", "1e8", "Value 1e8 not in range"}, Case{"--request-timeout", "soon", "soon"}}) {
+    const ExitRequest exit = parse_exit({c.flag, c.value});
+    EXPECT_EQ(exit.code, 2) << c.flag << " " << c.value;
+    EXPECT_EQ(exit.message.rfind("coordinator: error: " + std::string(c.flag), 0), 0u) << exit.message;
+    EXPECT_NE(exit.message.find(c.says), std::string::npos) << exit.message;
+    EXPECT_EQ(exit.message.find('\n'), std::string::npos) << exit.message;
+  }
+}
+
+TEST(Durations, ConfigFileValuesAreSecondsToo) {
+  const ConfigFile file("health-interval = 0.25\nsse_heartbeat = 0\nstall-timeout = 90\n");
+  const Config config = parse_ok({"--config", file.path()});
+  EXPECT_EQ(config.health_interval, 250ms);
+  EXPECT_EQ(config.sse_heartbeat, Duration::zero());
+  EXPECT_EQ(config.stall_timeout, 90s);
+  EXPECT_EQ(parse_ok({"--config", file.path(), "--health-interval", "2"}).health_interval, 2s) << "flag over file";
+}
+
+TEST(Durations, ANegativeValueInTheConfigFileIsRefusedWithItsLine) {
+  const ConfigFile file("# timeouts\nconnect-timeout = -2\n");
+  const ExitRequest exit = parse_exit({"--config", file.path()});
+  EXPECT_EQ(exit.code, 2);
+  EXPECT_NE(exit.message.find(file.path() + ":2: connect-timeout: "), std::string::npos) << exit.message;
+  EXPECT_NE(exit.message.find("Value -2 not in range 0.001000"), std::string::npos) << exit.message;
+}
+
+TEST(Durations, HelpAndPrintConfigShowSeconds) {
+  const std::string help = parse_exit({"--help"}).message;
+  EXPECT_NE(help_line(help, "--health-interval").find("SECONDS:FLOAT in [0.001 - 1e+07]=5"), std::string::npos)
+      << help_line(help, "--health-interval");
+  EXPECT_NE(help_line(help, "--sse-heartbeat").find("[0 - 1e+07]=15"), std::string::npos);
+  EXPECT_NE(help_line(help, "--quota-cooldown").find("=3600"), std::string::npos);
+  EXPECT_NE(help_line(help, "--max-child-age").find("=0"), std::string::npos);
+
+  const std::string defaults = parse_exit({"--print-config"}).message;
+  for (const char* line : {"\nhealth-interval=5\n", "\nready-timeout=180\n", "\nsse-heartbeat=15\n",
+                           "\nmax-child-age=0\n", "\nstart-stagger=2\n", "\nkeep-alive-timeout=75\n"}) {
+    EXPECT_NE(defaults.find(line), std::string::npos) << line;
+  }
+  const std::string given = parse_exit({"--health-interval", "0.2", "--print-config"}).message;
+  EXPECT_NE(given.find("\nhealth-interval=0.2\n"), std::string::npos) << given;
 }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <vector>
 
+#include "coordinator/config.hpp"  // to_seconds
 #include "coordinator/lifecycle.hpp"
 
 using namespace coordinator;
@@ -10,10 +11,6 @@ using std::chrono::duration;
 using std::chrono::seconds;
 
 namespace {
-
-double to_seconds(Clock::duration d) {
-  return duration<double>(d).count();
-}
 
 const std::vector<double> kExpectedBase{1, 2, 4, 8, 16, 32, 60, 60};
 

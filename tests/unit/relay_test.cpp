@@ -303,16 +303,16 @@ nlohmann::json error_of(std::string_view text) {
 
 Config test_config() {
   Config config;
-  config.connect_timeout = 0.5;
-  config.request_timeout = 3;
-  config.stream_idle_timeout = 3;
-  config.stall_timeout = 3;
-  config.sse_heartbeat = 0;  // off unless a test turns it on
-  config.queue_timeout = 1;
-  config.cancel_timeout = 0.5;
-  config.client_send_timeout = 1;
-  config.cooldown = 5;        // a 429 without Retry-After
-  config.quota_cooldown = 9;  // a 530 or a quota error without Retry-After
+  config.connect_timeout = 500ms;
+  config.request_timeout = 3s;
+  config.stream_idle_timeout = 3s;
+  config.stall_timeout = 3s;
+  config.sse_heartbeat = 0s;  // off unless a test turns it on
+  config.queue_timeout = 1s;
+  config.cancel_timeout = 500ms;
+  config.client_send_timeout = 1s;
+  config.cooldown = 5s;        // a 429 without Retry-After
+  config.quota_cooldown = 9s;  // a 530 or a quota error without Retry-After
   return config;
 }
 
@@ -435,8 +435,10 @@ struct RelayHarness {
 
 awaitable<void> run_forward(RelayHarness* harness, TcpStream* server_end, bool stream, bool keep_alive) {
   std::string address = "127.0.0.1";
-  const ForwardResult result = co_await forward_request(harness->context, *server_end, harness->request, stream,
-                                                        /*takes_slot=*/true, keep_alive, address);
+  ForwardResult result;
+  const bool reusable = co_await forward_request(harness->context, *server_end, harness->request, stream,
+                                                 /*takes_slot=*/true, keep_alive, address, result);
+  EXPECT_EQ(reusable, result.client_reusable);
   harness->result = result;
   ++harness->forwards_done;
   if (!result.client_reusable) {
@@ -515,7 +517,7 @@ TEST_P(RelayFailover, GoesToTheNextChildAndTheRegistryRecordsIt) {
     EXPECT_EQ(first.state, ChildState::cooling);
     EXPECT_EQ(first.quota_cooldowns, 1u);
     EXPECT_EQ(first.failures, 0u);
-    EXPECT_NEAR(seconds_until(first.cooling_until), h.config.quota_cooldown, 0.5);
+    EXPECT_NEAR(seconds_until(first.cooling_until), to_seconds(h.config.quota_cooldown), 0.5);
     EXPECT_NE(first.last_error.find("quota"), std::string::npos) << first.last_error;
   } else {
     EXPECT_EQ(first.state, ChildState::cooling);
@@ -626,7 +628,7 @@ TEST(RelayStream, FirstEventQuotaErrorCoolsTheChildAndIsRetried) {
   EXPECT_EQ(h.entry(0).state, ChildState::cooling);
   EXPECT_EQ(h.entry(0).quota_cooldowns, 1u);
   EXPECT_EQ(h.entry(0).failures, 0u);
-  EXPECT_NEAR(seconds_until(h.entry(0).cooling_until), h.config.quota_cooldown, 0.5);
+  EXPECT_NEAR(seconds_until(h.entry(0).cooling_until), to_seconds(h.config.quota_cooldown), 0.5);
 }
 
 // ---------------------------------------------------------------------------
@@ -664,7 +666,7 @@ TEST(RelayStream, BrokenAfterItStartedEndsWithAnErrorEventThenDoneThenClose) {
 
 TEST(RelayHeartbeat, SilentChildGetsAnSseHeadAndKeepAlivesBeforeItsEvents) {
   Config config = test_config();
-  config.sse_heartbeat = 0.05;
+  config.sse_heartbeat = 50ms;
   RelayHarness h(1, config);
   const std::string events = content_event("Hello") + content_event(" world");
   h.child(0).scripts.push_back({pause_for(250ms), emit(kSseHead + chunk(events) + chunk(kDone) + kLastChunk)});
@@ -701,7 +703,7 @@ TEST(RelayHeartbeat, SilentChildGetsAnSseHeadAndKeepAlivesBeforeItsEvents) {
 
 TEST(RelayClientGone, StreamClientLeavesTheChildConnectionIsClosedAndItsWorkCancelled) {
   Config config = test_config();
-  config.sse_heartbeat = 0.05;  // the next heartbeat's write finds the client gone
+  config.sse_heartbeat = 50ms;  // the next heartbeat's write finds the client gone
   RelayHarness h(1, config);
   h.child(0).scripts.push_back({emit(kSseHead + chunk(content_event("Hello"))), wait_for_eof()});
 
@@ -837,7 +839,7 @@ TEST(RelayFleet, EveryChildRateLimitedIs429AllChildrenRateLimited) {
   EXPECT_EQ(h.answer().header("Retry-After"), "5");
   for (std::size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(h.entry(i).state, ChildState::cooling);
-    EXPECT_NEAR(seconds_until(h.entry(i).cooling_until), h.config.cooldown, 0.5);
+    EXPECT_NEAR(seconds_until(h.entry(i).cooling_until), to_seconds(h.config.cooldown), 0.5);
   }
 }
 
