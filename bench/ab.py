@@ -3,6 +3,7 @@
 
   bench/ab.py --bin A=/tmp/coord-A --bin B=/tmp/coord-B [--nginx] [--rounds 3] [--duration 10]
   bench/ab.py --serve /tmp/coord-A      # one coordinator under load, for perf/strace (prints its PID)
+  bench/ab.py --bin floor="build-floor/floor_proxy --executor typed" ...   # PATH may carry its own flags
 
 Four nginx upstreams (one worker, core 1) answer like bench/bench.py's; each coordinator runs in
 attach mode pinned to core 0 with --max-inflight-per-child 1000, wrk -t1 -c64 on core 1 with
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import signal
 import statistics
 import subprocess
@@ -134,7 +136,10 @@ class Env:
     def coordinator(self, binary, extra=()):
         self.seq = (self.seq + 1) % 90
         port = self.base + 100 + self.seq
-        args = ["taskset", "-c", "0", binary, "--coordinator-host", "127.0.0.1", "--coordinator-port", str(port),
+        command = shlex.split(binary)
+        if "/" in command[0]:  # relative to where ab.py was started, not to its work directory
+            command[0] = os.path.abspath(command[0])
+        args = ["taskset", "-c", "0", *command, "--coordinator-host", "127.0.0.1", "--coordinator-port", str(port),
                 "--max-inflight-per-child", "1000"]
         for i, u in enumerate(self.up):
             args += ["--upstream", f"u{i}=http://127.0.0.1:{u}"]

@@ -1,9 +1,9 @@
 #!/bin/bash
-# sc.sh BIN|nginx OUT : strace -c -f over one 5 s wrk -c64 run; calls per request
+# sc.sh BIN|nginx OUT [PORT_BASE] : strace -c -f over one 5 s wrk -c64 run; calls per request
 set -u
-bin=$1; out=$2; mkdir -p "$out"; cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)" || exit
-if [ "$bin" = nginx ]; then python3 bench/ab.py --serve-nginx --port-base 21800 --work "$out"/env > "$out"/serve.json &
-else python3 bench/ab.py --serve "$bin" --port-base 21800 --work "$out"/env > "$out"/serve.json & fi
+bin=$1; out=$2; base=${3:-21800}; mkdir -p "$out"; cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)" || exit
+if [ "$bin" = nginx ]; then python3 bench/ab.py --serve-nginx --port-base "$base" --work "$out"/env > "$out"/serve.json &
+else python3 bench/ab.py --serve "$bin" --port-base "$base" --work "$out"/env > "$out"/serve.json & fi
 spid=$!
 for _ in $(seq 100); do [ -s "$out"/serve.json ] && break; sleep 0.3; done
 pid=$(python3 -c "import json;print(json.load(open('$out/serve.json'))['pid'])")
