@@ -43,7 +43,18 @@ class Metrics {
 
   std::chrono::steady_clock::time_point started_;
   // Transparent comparators: a request is counted without building its key's strings.
-  std::map<std::tuple<std::string, unsigned, std::string>, std::uint64_t, std::less<>> requests_;
+  // Written out: clang 14 cannot compare a tuple of views with a tuple of strings.
+  struct RequestKeyLess {
+    using is_transparent = void;
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const {
+      const std::string_view a_route = std::get<0>(a), b_route = std::get<0>(b);
+      if (a_route != b_route) return a_route < b_route;
+      if (std::get<1>(a) != std::get<1>(b)) return std::get<1>(a) < std::get<1>(b);
+      return std::string_view(std::get<2>(a)) < std::string_view(std::get<2>(b));
+    }
+  };
+  std::map<std::tuple<std::string, unsigned, std::string>, std::uint64_t, RequestKeyLess> requests_;
   std::map<std::string, Histogram, std::less<>> durations_;
   Histogram stream_ttfb_;
   std::uint64_t retries_ = 0;
