@@ -6,8 +6,8 @@ namespace coordinator {
 
 namespace {
 
-awaitable<bool> write_response(TcpStream& client, http::response<http::string_body>& response,
-                               Clock::duration timeout, bool head_only) {
+awaitable<bool> write_response(TcpStream& client, http::response<http::string_body>& response, Clock::duration timeout,
+                               bool head_only) {
   error_code ec;
   client.expires_after(timeout);
   if (head_only) {
@@ -21,8 +21,8 @@ awaitable<bool> write_response(TcpStream& client, http::response<http::string_bo
 
 }  // namespace
 
-awaitable<bool> send_json(TcpStream& client, unsigned version, unsigned status, std::string body,
-                          bool keep_alive, Clock::duration timeout, ExtraHeaders extra, bool head_only) {
+awaitable<bool> send_json(TcpStream& client, unsigned version, unsigned status, std::string body, bool keep_alive,
+                          Clock::duration timeout, ExtraHeaders extra, bool head_only) {
   co_return co_await send_text(client, version, status, std::move(body), "application/json", keep_alive, timeout,
                                head_only, std::move(extra));
 }

@@ -14,8 +14,8 @@ using ExtraHeaders = std::vector<std::pair<std::string, std::string>>;
 
 // Writes one complete JSON response to a client; `head_only` (the answer to
 // HEAD) sends its headers without the body. Returns false when the write failed.
-awaitable<bool> send_json(TcpStream& client, unsigned version, unsigned status, std::string body,
-                          bool keep_alive, Clock::duration timeout, ExtraHeaders extra = {}, bool head_only = false);
+awaitable<bool> send_json(TcpStream& client, unsigned version, unsigned status, std::string body, bool keep_alive,
+                          Clock::duration timeout, ExtraHeaders extra = {}, bool head_only = false);
 
 // Any other complete response (metrics text, the status page).
 awaitable<bool> send_text(TcpStream& client, unsigned version, unsigned status, std::string body,
