@@ -4,12 +4,14 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "coordinator/child_client.hpp"
 #include "coordinator/http_util.hpp"
 #include "coordinator/json_check.hpp"
+#include "coordinator/model_catalog.hpp"
 #include "coordinator/readiness.hpp"
 #include "coordinator/status_page.hpp"
 
@@ -189,7 +191,8 @@ Router::Router(net::io_context& io, const Config& config, ServerServices service
       state_(state),
       forward_{config,         services_.registry, services_.dispatcher,
                services_.pool, services_.recycle,  &services_.metrics,
-               &active_relays_} {}
+               &active_relays_},
+      proxy_model_name_(proxy_model_name_from_environment()) {}
 
 awaitable<bool> Router::route(Exchange exchange) {
   const Request& request = exchange.request;
@@ -226,7 +229,7 @@ awaitable<bool> Router::handle(RouteId id, Exchange exchange) {
       co_return co_await replies_.reply_text(exchange, std::string(status_page_html()), "text/html; charset=utf-8");
     }
     case RouteId::models: {
-      co_return co_await forward(exchange, /*stream_requested=*/false, /*takes_slot=*/false);
+      co_return co_await models(exchange);
     }
     case RouteId::chat_completions: {
       co_return co_await chat_completions(exchange);
@@ -257,11 +260,21 @@ awaitable<bool> Router::metrics_text(Exchange exchange) {
   co_return co_await replies_.reply_text(exchange, std::move(body), "text/plain; version=0.0.4; charset=utf-8");
 }
 
-awaitable<bool> Router::forward(Exchange exchange, bool stream_requested, bool takes_slot) {
+awaitable<bool> Router::forward(Exchange exchange, bool stream_requested, bool takes_slot, std::string_view model) {
   std::string client_address(exchange.peer_text);
-  exchange.outcome = co_await forward_request(forward_, exchange.stream, exchange.request, stream_requested, takes_slot,
-                                              replies_.keep_alive_for(exchange.request), std::move(client_address));
+  exchange.outcome =
+      co_await forward_request(forward_, exchange.stream, exchange.request, stream_requested, takes_slot,
+                               replies_.keep_alive_for(exchange.request), std::move(client_address), model);
   co_return exchange.outcome.client_reusable;
+}
+
+// The union of what the serving children listed: no child is taken, so it
+// answers while every child is busy. Until one has listed its models, a child answers.
+awaitable<bool> Router::models(Exchange exchange) {
+  std::optional<std::string> listed = models_union(registry_.serving_model_sets());
+  const std::string_view no_model;
+  if (!listed) co_return co_await forward(exchange, /*stream_requested=*/false, /*takes_slot=*/false, no_model);
+  co_return co_await replies_.reply(exchange, 200, std::move(*listed));
 }
 
 awaitable<bool> Router::chat_completions(Exchange exchange) {
@@ -271,7 +284,10 @@ awaitable<bool> Router::chat_completions(Exchange exchange) {
     co_return co_await replies_.reply_error(exchange, errc::invalid_json,
                                             "Request body must be a JSON object: " + why + ".");
   }
-  co_return co_await forward(exchange, body.stream_requested, /*takes_slot=*/true);
+  std::string decoded;  // only for a model written with escapes
+  std::string_view model = model_text(body, decoded);
+  if (names_no_model(model, proxy_model_name_)) model = {};
+  co_return co_await forward(exchange, body.stream_requested, /*takes_slot=*/true, model);
 }
 
 awaitable<bool> Router::cancel(Exchange exchange) {

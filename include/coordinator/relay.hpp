@@ -3,6 +3,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -64,9 +65,13 @@ struct ForwardResult {
 // `stream_requested` is the body's "stream": true; `takes_slot` is false for
 // requests that do not occupy a child (/v1/models).
 // `client_address` is the peer's address, read once per connection (X-Forwarded-For).
+// `model` (empty: any) is the body's model: only children that may serve it get
+// the request, and when no serving child may, the client gets 404 model_not_found.
+// It must outlive the call (a view into the request body, or the caller's copy).
 awaitable<ForwardResult> forward_request(ForwardContext& context, beast::tcp_stream& client,
                                          const http::request<http::string_body>& request, bool stream_requested,
-                                         bool takes_slot, bool client_keep_alive, std::string client_address);
+                                         bool takes_slot, bool client_keep_alive, std::string client_address,
+                                         std::string_view model);
 
 // The child's own log says its account ran out of quota (the real child then
 // re-queues a non-streamed request until its 420 s timeout): it cools down for

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -339,4 +341,34 @@ TEST(Config, HelpDocumentsDispatchAndSupervisionFlags) {
                            "--cooldown", "--max-child-age", "--stall-timeout", "--unhealthy-restart-after"}) {
     EXPECT_NE(exit.message.find(flag), std::string::npos) << flag;
   }
+}
+
+TEST(Config, ModelsInterval) {
+  EXPECT_DOUBLE_EQ(parse_ok({}).models_interval, 300);
+  EXPECT_DOUBLE_EQ(parse_ok({"--models-interval", "0.5"}).models_interval, 0.5);
+  for (const char* bad : {"0", "-1", "abc"}) {
+    const ExitRequest exit = parse_exit({"--models-interval", bad});
+    EXPECT_EQ(exit.code, 2) << bad;
+    EXPECT_NE(exit.message.find("models-interval"), std::string::npos) << exit.message;
+  }
+  EXPECT_NE(parse_exit({"--help"}).message.find("--models-interval"), std::string::npos);
+}
+
+TEST(Config, ModelsIntervalFromAConfigFile) {
+  const std::string path = ::testing::TempDir() + "models_interval.toml";
+  {
+    std::ofstream out(path);
+    out << "models-interval = 42\n";
+  }
+  EXPECT_DOUBLE_EQ(parse_ok({"--config", path}).models_interval, 42);
+  // The command line still wins over the file.
+  EXPECT_DOUBLE_EQ(parse_ok({"--config", path, "--models-interval", "7"}).models_interval, 7);
+  {
+    std::ofstream out(path);
+    out << "models_interval = 0\n";
+  }
+  const ExitRequest exit = parse_exit({"--config", path});
+  EXPECT_EQ(exit.code, 2);
+  EXPECT_NE(exit.message.find("models-interval"), std::string::npos) << exit.message;
+  std::remove(path.c_str());
 }

@@ -435,8 +435,9 @@ struct RelayHarness {
 
 awaitable<void> run_forward(RelayHarness* harness, beast::tcp_stream* server_end, bool stream, bool keep_alive) {
   std::string address = "127.0.0.1";
+  const std::string_view any_model;
   const ForwardResult result = co_await forward_request(harness->context, *server_end, harness->request, stream,
-                                                        /*takes_slot=*/true, keep_alive, address);
+                                                        /*takes_slot=*/true, keep_alive, address, any_model);
   harness->result = result;
   ++harness->forwards_done;
   if (!result.client_reusable) {
