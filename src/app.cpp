@@ -19,6 +19,7 @@
 #include "coordinator/http_util.hpp"
 #include "coordinator/log_sink.hpp"
 #include "coordinator/metrics.hpp"
+#include "coordinator/model_learner.hpp"
 #include "coordinator/orphan_guard.hpp"
 #include "coordinator/orphan_reaper.hpp"
 #include "coordinator/profiles.hpp"
@@ -186,12 +187,15 @@ class Coordinator {
                                                                             std::move(fleet.waiting), fleet_id)
                                              : nullptr),
         health_(io_, config, registry_),
+        models_(io_, config, registry_),
         server_(io_, config, services()) {
     registry_.set_capacity_listener([this] { dispatcher_.pump(); });
+    registry_.set_serving_listener([this](std::size_t slot) { models_.wake(slot); });
     if (supervisor_) {
       supervisor_->on_slot_added([this](std::size_t slot) {
         pool_.resize(registry_.size());
         health_.watch(slot);
+        models_.watch(slot);
       });
     }
   }
@@ -219,6 +223,7 @@ class Coordinator {
   Metrics metrics_;
   std::unique_ptr<Supervisor> supervisor_;
   HealthChecker health_;
+  ModelLearner models_;  // each child's /v1/models, for routing by model and the union
   HttpServer server_;
   std::optional<OrphanReaper> reaper_;
   std::optional<net::signal_set> signals_;
@@ -291,6 +296,7 @@ void Coordinator::on_stop_signal(const error_code& ec, int signal_number) {
     shutting_down_ = true;
     spdlog::info("received signal {}: shutting down (grace {:.0f} s)", signal_number,
                  to_seconds(config_.shutdown_grace));
+    models_.stop();
     net::co_spawn(io_, shut_down(server_, health_, supervisor_.get(), config_, io_, hurry_),
                   LogEscapedException{"shutdown"});
   } else {
@@ -324,6 +330,7 @@ void Coordinator::serve() {
   }
   server_.start();
   health_.start();
+  models_.start();
   sd_notify("READY=1");
   if (const auto interval = sd_watchdog_interval()) {
     net::co_spawn(io_, ping_watchdog(*interval / 2), LogEscapedException{"watchdog"});

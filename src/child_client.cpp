@@ -19,6 +19,12 @@ awaitable<unsigned> cancel_on_child(std::string child, std::string host, int por
   co_return 0;
 }
 
+awaitable<std::optional<SimpleResponse>> fetch_models(std::string host, int port, Clock::duration timeout,
+                                                      std::string& error) {
+  auto response = co_await simple_request(std::move(host), port, http::verb::get, "/v1/models", "", timeout, error);
+  co_return response;
+}
+
 ExtraHeaders credentials_of(const http::request<http::string_body>& request) {
   ExtraHeaders auth;
   for (const std::string_view name : {"Authorization", "X-API-Key"}) {

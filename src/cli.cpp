@@ -156,6 +156,8 @@ void add_dispatch_options(CLI::App& app, Config& config, OptionTexts& texts) {
       ->check(CLI::Range(std::size_t{0}, std::size_t{10000000}))
       ->capture_default_str();
   add_seconds(app, "--queue-timeout", config.queue_timeout, "Longest wait for a free child (then 503)");
+  add_seconds(app, "--models-interval", config.models_interval,
+              "Time between two reads of an idle child's /v1/models (also read when it becomes ready)");
   app.add_option("--upstream", texts.upstreams,
                  "Attach mode: route to [NAME=]http://HOST:PORT (repeatable) instead of spawning children")
       ->type_name("URL");

@@ -7,16 +7,16 @@ namespace coordinator {
 Dispatcher::Dispatcher(Registry& registry, Balance balance, std::size_t max_queue)
     : registry_(registry), balance_(balance), max_queue_(max_queue) {}
 
-Dispatcher::Choice Dispatcher::acquire(const std::vector<bool>& tried) {
+Dispatcher::Choice Dispatcher::acquire(const std::vector<bool>& tried, std::string_view model) {
   const bool need_free_slot = balance_ == Balance::least_busy;
   // Requests already waiting go first.
   if (!need_free_slot || queue_.empty()) {
-    if (const auto child = registry_.pick(tried, need_free_slot)) {
+    if (const auto child = registry_.pick(tried, need_free_slot, model)) {
       registry_.take_slot(*child, Clock::now());
       return {Verdict::granted, *child};
     }
   }
-  if (need_free_slot && registry_.any_serving(tried)) return {Verdict::wait, 0};
+  if (need_free_slot && registry_.any_serving(tried, model)) return {Verdict::wait, 0};
   return {Verdict::none, 0};
 }
 
@@ -46,10 +46,10 @@ void Dispatcher::pump() {
   pumping_ = true;
   for (auto it = queue_.begin(); it != queue_.end();) {
     Waiter* waiter = *it;
-    if (const auto child = registry_.pick(*waiter->tried, true)) {
+    if (const auto child = registry_.pick(*waiter->tried, true, waiter->model)) {
       registry_.take_slot(*child, Clock::now());
       waiter->granted = *child;
-    } else if (!registry_.any_serving(*waiter->tried)) {
+    } else if (!registry_.any_serving(*waiter->tried, waiter->model)) {
       waiter->refused = true;
     } else {
       ++it;

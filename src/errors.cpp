@@ -31,6 +31,7 @@ constexpr std::array kTable{
     Row{errc::invalid_json, {400, kInvalidRequest, "invalid_json", 0}},
     Row{errc::invalid_req_id, {400, kInvalidRequest, "invalid_req_id", 0}},
     Row{errc::not_found, {404, kInvalidRequest, "not_found", 0}},
+    Row{errc::model_not_found, {404, kInvalidRequest, "model_not_found", 0}},
     Row{errc::method_not_allowed, {405, kInvalidRequest, "method_not_allowed", 0}},
     Row{errc::invalid_api_key, {401, kInvalidRequest, "invalid_api_key", 0}},
     Row{errc::admin_not_local, {403, "permission_error", "admin_not_local", 0}},

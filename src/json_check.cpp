@@ -13,7 +13,9 @@ namespace {
 // A validating scan of RFC 8259 JSON that accepts exactly what nlohmann's
 // strict parser (json::accept) accepts — a leading UTF-8 BOM, well-formed
 // UTF-8 in strings, paired \u surrogates, finite numbers — and learns only
-// what the coordinator needs: the top-level type and the top-level "stream".
+// what the coordinator needs: the top-level type, the top-level "stream" and the
+// top-level "model" string (as a view into the text: the request outlives it).
+// A repeated key: the last one wins, as in the child's parser (Python's json).
 // One pass, no allocation for ordinary bodies (nesting deeper than 1024 or a
 // number that overflows or underflows a double take a slower path).
 class Scanner {
@@ -34,6 +36,11 @@ class Scanner {
     result.valid = true;
     result.is_object = top_is_object_;
     result.stream_requested = top_is_object_ && stream_;
+    if (top_is_object_ && has_model_) {
+      result.has_model = true;
+      result.model = model_;
+      result.model_escaped = model_escaped_;
+    }
     return result;
   }
 
@@ -76,8 +83,11 @@ class Scanner {
       skip_ws();
       if (p_ == end_) return false;
       const bool stream_value = key_is_stream_;
+      const bool model_value = key_is_model_;
       key_is_stream_ = false;
+      key_is_model_ = false;
       const char c = *p_;
+      if (model_value) has_model_ = false;  // until the value proves to be a string
       if (c == '{' || c == '[') {
         const bool is_object = c == '{';
         ++p_;
@@ -100,7 +110,14 @@ class Scanner {
       } else {
         bool is_true = false;
         if (c == '"') {
-          if (!string(nullptr)) return false;
+          const char* const open = p_;
+          StringFacts facts;
+          if (!string(model_value ? &facts : nullptr)) return false;
+          if (model_value) {
+            has_model_ = true;
+            model_ = std::string_view(open + 1, static_cast<std::size_t>(p_ - open) - 2);
+            model_escaped_ = facts.escaped;
+          }
         } else if (c == 't') {
           if (!literal("true")) return false;
           is_true = true;
@@ -133,16 +150,17 @@ class Scanner {
     }
   }
 
-  // A member's name and its ':'; notes a top-level "stream".
+  // A member's name and its ':'; notes a top-level "stream" or "model".
   bool key() {
     skip_ws();
     if (p_ == end_ || *p_ != '"') return false;
-    bool is_stream = false;
-    if (!string(&is_stream)) return false;
+    StringFacts facts;
+    if (!string(&facts)) return false;
     skip_ws();
     if (p_ == end_ || *p_ != ':') return false;
     ++p_;
-    key_is_stream_ = depth_ == 1 && is_stream;
+    key_is_stream_ = depth_ == 1 && facts.is_stream;
+    key_is_model_ = depth_ == 1 && facts.is_model;
     return true;
   }
 
@@ -164,15 +182,100 @@ class Scanner {
     return true;
   }
 
-  // A string at p_ (on its '"'). With `equals_stream`, whether its decoded text is "stream".
-  bool string(bool* equals_stream) {
+  // The escape after a backslash (p_ just past it): what it decodes to, 0x100
+  // for anything past ASCII (only ASCII is compared with key names).
+  bool escape(unsigned& code) {
+    if (p_ == end_) return false;
+    const char e = *p_++;
+    switch (e) {
+      case '"':
+      case '\\':
+      case '/':
+        code = static_cast<unsigned char>(e);
+        return true;
+      case 'b':
+        code = '\b';
+        return true;
+      case 'f':
+        code = '\f';
+        return true;
+      case 'n':
+        code = '\n';
+        return true;
+      case 'r':
+        code = '\r';
+        return true;
+      case 't':
+        code = '\t';
+        return true;
+      case 'u': {
+        if (!hex4(code)) return false;
+        if (code >= 0xDC00 && code <= 0xDFFF) return false;  // a low surrogate alone
+        if (code >= 0xD800 && code <= 0xDBFF) {
+          unsigned low = 0;
+          if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return false;
+          p_ += 2;
+          if (!hex4(low) || low < 0xDC00 || low > 0xDFFF) return false;
+        }
+        if (code >= 0x80) code = 0x100;
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  // A UTF-8 sequence of two to four bytes at p_, lead byte `c`: well formed
+  // (RFC 3629, as nlohmann checks it).
+  bool utf8_sequence(unsigned c) {
+    std::size_t more = 0;
+    unsigned lo = 0x80;
+    unsigned hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      more = 1;
+    } else if (c == 0xE0) {
+      more = 2, lo = 0xA0;
+    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+      more = 2;
+    } else if (c == 0xED) {
+      more = 2, hi = 0x9F;
+    } else if (c == 0xF0) {
+      more = 3, lo = 0x90;
+    } else if (c >= 0xF1 && c <= 0xF3) {
+      more = 3;
+    } else if (c == 0xF4) {
+      more = 3, hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (static_cast<std::size_t>(end_ - p_) <= more) return false;
+    for (std::size_t i = 1; i <= more; ++i) {
+      const unsigned next = byte(p_[i]);
+      if (next < (i == 1 ? lo : 0x80) || next > (i == 1 ? hi : 0xBF)) return false;
+    }
+    p_ += more + 1;
+    return true;
+  }
+
+  // What string() learns of a string besides its validity.
+  struct StringFacts {
+    bool is_stream = false;  // its decoded text is "stream"
+    bool is_model = false;   // its decoded text is "model"
+    bool escaped = false;    // it holds a backslash escape
+  };
+
+  // A string at p_ (on its '"'). With `facts`, what it decodes to (see StringFacts).
+  bool string(StringFacts* facts) {
     static constexpr std::string_view kStream = "stream";
+    static constexpr std::string_view kModel = "model";
     ++p_;
-    std::size_t decoded = 0;  // decoded bytes compared with "stream" so far
-    bool same = true;
+    std::size_t decoded = 0;  // decoded bytes compared with "stream" and "model" so far
+    bool same_stream = true;
+    bool same_model = true;
     const auto note = [&](unsigned code) {
-      if (equals_stream == nullptr || !same) return;
-      if (decoded >= kStream.size() || code != static_cast<unsigned char>(kStream[decoded])) same = false;
+      if (facts == nullptr) return;
+      if (decoded >= kStream.size() || code != static_cast<unsigned char>(kStream[decoded])) same_stream = false;
+      if (decoded >= kModel.size() || code != static_cast<unsigned char>(kModel[decoded])) same_model = false;
       ++decoded;
     };
     while (true) {
@@ -184,92 +287,23 @@ class Scanner {
       }
       if (c < 0x20) return false;
       if (c == '\\') {
+        if (facts != nullptr) facts->escaped = true;
         ++p_;
-        if (p_ == end_) return false;
-        const char e = *p_++;
-        switch (e) {
-          case '"':
-            note('"');
-            break;
-          case '\\':
-            note('\\');
-            break;
-          case '/':
-            note('/');
-            break;
-          case 'b':
-            note('\b');
-            break;
-          case 'f':
-            note('\f');
-            break;
-          case 'n':
-            note('\n');
-            break;
-          case 'r':
-            note('\r');
-            break;
-          case 't':
-            note('\t');
-            break;
-          case 'u': {
-            unsigned code = 0;
-            if (!hex4(code)) return false;
-            if (code >= 0xDC00 && code <= 0xDFFF) return false;  // a low surrogate alone
-            if (code >= 0xD800 && code <= 0xDBFF) {
-              unsigned low = 0;
-              if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return false;
-              p_ += 2;
-              if (!hex4(low) || low < 0xDC00 || low > 0xDFFF) return false;
-            }
-            // Not ASCII: cannot be part of "stream" (a byte count mismatch is enough).
-            if (code < 0x80) {
-              note(code);
-            } else {
-              note(0x100);
-            }
-            break;
-          }
-          default:
-            return false;
-        }
-        continue;
-      }
-      if (c < 0x80) {
+        unsigned code = 0;
+        if (!escape(code)) return false;
+        note(code);
+      } else if (c < 0x80) {
         note(c);
         ++p_;
-        continue;
-      }
-      // UTF-8, well formed (RFC 3629, as nlohmann checks it).
-      std::size_t more = 0;
-      unsigned lo = 0x80;
-      unsigned hi = 0xBF;
-      if (c >= 0xC2 && c <= 0xDF) {
-        more = 1;
-      } else if (c == 0xE0) {
-        more = 2, lo = 0xA0;
-      } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-        more = 2;
-      } else if (c == 0xED) {
-        more = 2, hi = 0x9F;
-      } else if (c == 0xF0) {
-        more = 3, lo = 0x90;
-      } else if (c >= 0xF1 && c <= 0xF3) {
-        more = 3;
-      } else if (c == 0xF4) {
-        more = 3, hi = 0x8F;
       } else {
-        return false;
+        if (!utf8_sequence(c)) return false;
+        note(0x100);  // not ASCII: cannot be part of "stream" or "model"
       }
-      if (static_cast<std::size_t>(end_ - p_) <= more) return false;
-      for (std::size_t i = 1; i <= more; ++i) {
-        const unsigned next = byte(p_[i]);
-        if (next < (i == 1 ? lo : 0x80) || next > (i == 1 ? hi : 0xBF)) return false;
-      }
-      note(0x100);
-      p_ += more + 1;
     }
-    if (equals_stream != nullptr) *equals_stream = same && decoded == kStream.size();
+    if (facts != nullptr) {
+      facts->is_stream = same_stream && decoded == kStream.size();
+      facts->is_model = same_model && decoded == kModel.size();
+    }
     return true;
   }
 
@@ -318,12 +352,97 @@ class Scanner {
   std::bitset<kInline> inline_kinds_;
   std::vector<bool> deep_kinds_;
   bool key_is_stream_ = false;
+  bool key_is_model_ = false;
   bool too_deep_ = false;
   bool top_is_object_ = false;
   bool stream_ = false;
+  bool has_model_ = false;
+  bool model_escaped_ = false;
+  std::string_view model_;
 };
 
+// Appends code point `code` as UTF-8.
+void append_utf8(std::string& out, unsigned code) {
+  if (code < 0x80) {
+    out += static_cast<char>(code);
+  } else if (code < 0x800) {
+    out += static_cast<char>(0xC0 | (code >> 6));
+    out += static_cast<char>(0x80 | (code & 0x3F));
+  } else if (code < 0x10000) {
+    out += static_cast<char>(0xE0 | (code >> 12));
+    out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (code & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (code >> 18));
+    out += static_cast<char>(0x80 | ((code >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (code & 0x3F));
+  }
+}
+
+unsigned hex4_at(std::string_view text, std::size_t at) {
+  unsigned code = 0;
+  for (std::size_t i = at; i < at + 4 && i < text.size(); ++i) {
+    const char c = text[i];
+    const unsigned digit = c <= '9' ? static_cast<unsigned>(c - '0') : static_cast<unsigned>((c | 0x20) - 'a' + 10);
+    code = code * 16 + digit;
+  }
+  return code;
+}
+
+// Decodes the escapes of a string body the scanner accepted.
+std::string decode_checked_string(std::string_view raw) {
+  std::string out;
+  out.reserve(raw.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] != '\\' || i + 1 >= raw.size()) {
+      out += raw[i];
+      continue;
+    }
+    const char e = raw[++i];
+    switch (e) {
+      case 'b':
+        out += '\b';
+        break;
+      case 'f':
+        out += '\f';
+        break;
+      case 'n':
+        out += '\n';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'u': {
+        unsigned code = hex4_at(raw, i + 1);
+        i += 4;
+        if (code >= 0xD800 && code <= 0xDBFF && i + 6 < raw.size()) {  // the scanner saw its \uDCxx
+          const unsigned low = hex4_at(raw, i + 3);
+          code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+          i += 6;
+        }
+        append_utf8(out, code);
+        break;
+      }
+      default:  // '"', '\\', '/'
+        out += e;
+        break;
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string_view model_text(const JsonCheck& check, std::string& storage) {
+  if (!check.has_model) return {};
+  if (!check.model_escaped) return check.model;
+  storage = decode_checked_string(check.model);
+  return storage;
+}
 
 JsonCheck check_json(std::string_view text, std::size_t max_depth) {
   return Scanner(text, max_depth).run();

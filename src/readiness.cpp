@@ -24,6 +24,8 @@ nlohmann::json children_array(const Registry& registry, Clock::time_point now) {
         {"last_error", child.last_error},
         {"seconds_in_state", std::chrono::duration<double>(now - child.state_since).count()},
     });
+    // How many models its /v1/models listed; null until a list was read (it then takes any model).
+    children.back()["models"] = child.models.known ? nlohmann::json(child.models.entries.size()) : nlohmann::json();
     if (child.attached) children.back()["url"] = "http://" + child.host + ":" + std::to_string(child.ports.api);
   }
   return children;

@@ -44,6 +44,7 @@ bool Registry::apply(std::size_t index, ChildEvent event, std::string_view reaso
     spdlog::warn("child {} {} -> {}: {}", child.name, to_string(previous), to_string(*next), reason);
   }
   if (*next == ChildState::ready) notify_capacity();
+  if (is_serving(*next) && !is_serving(previous) && serving_listener_) serving_listener_(index);
   return true;
 }
 
@@ -154,6 +155,7 @@ void Registry::assign_profile(std::size_t index, std::string name, std::filesyst
   child.profile = std::move(profile);
   child.ever_ready = false;
   child.last_error.clear();
+  child.models = {};  // another account may list other models
 }
 
 bool Registry::has_free_slot(std::size_t index) const {
@@ -175,23 +177,57 @@ void Registry::free_slot(std::size_t index, bool served, Clock::time_point now) 
   notify_capacity();
 }
 
-std::optional<std::size_t> Registry::pick(const std::vector<bool>& tried, bool need_free_slot) {
+std::optional<std::size_t> Registry::pick(const std::vector<bool>& tried, bool need_free_slot, std::string_view model) {
   const std::size_t n = children_.size();
   for (std::size_t step = 0; step < n; ++step) {
     const std::size_t index = (cursor_ + step) % n;
     if (index < tried.size() && tried[index]) continue;
     if (need_free_slot ? !has_free_slot(index) : !is_serving(children_[index].state)) continue;
+    if (!children_[index].models.may_serve(model)) continue;
     cursor_ = (index + 1) % n;
     return index;
   }
   return std::nullopt;
 }
 
-bool Registry::any_serving(const std::vector<bool>& tried) const {
+bool Registry::any_serving(const std::vector<bool>& tried, std::string_view model) const {
   for (std::size_t i = 0; i < children_.size(); ++i) {
-    if ((i >= tried.size() || !tried[i]) && is_serving(children_[i].state)) return true;
+    if ((i >= tried.size() || !tried[i]) && is_serving(children_[i].state) && children_[i].models.may_serve(model)) {
+      return true;
+    }
   }
   return false;
+}
+
+void Registry::report_models(std::size_t index, ModelSet models) {
+  Child& child = children_.at(index);
+  if (!models.known) return;
+  if (models == child.models) {
+    spdlog::debug("child {} lists the same {} model(s)", child.name, models.entries.size());
+    return;
+  }
+  const bool first = !child.models.known;
+  child.models = std::move(models);
+  spdlog::info("child {} lists {} model(s){}", child.name, child.models.entries.size(), first ? "" : " (changed)");
+  notify_capacity();  // a waiter for a model may now have a child, or none left
+}
+
+std::vector<const ModelSet*> Registry::serving_model_sets() const {
+  std::vector<const ModelSet*> sets;
+  for (const Child& child : children_) {
+    if (is_serving(child.state)) sets.push_back(&child.models);
+  }
+  return sets;
+}
+
+bool Registry::no_serving_child_has(std::string_view model) const {
+  bool any = false;
+  for (const Child& child : children_) {
+    if (!is_serving(child.state)) continue;
+    if (child.models.may_serve(model)) return false;
+    any = true;
+  }
+  return any;
 }
 
 std::optional<std::size_t> Registry::owner_of(const std::string& req_id) const {

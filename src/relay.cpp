@@ -9,6 +9,7 @@
 #include "coordinator/client_response.hpp"
 #include "coordinator/errors.hpp"
 #include "coordinator/http_util.hpp"
+#include "coordinator/model_catalog.hpp"
 #include "coordinator/relay_deadlines.hpp"
 
 namespace coordinator {
@@ -90,13 +91,16 @@ struct RegisteredAttempt {
 class Relay {
  public:
   Relay(ForwardContext& context, TcpStream& client, const http::request<http::string_body>& request,
-        bool stream_requested, bool takes_slot, bool client_keep_alive, std::string client_address)
+        bool stream_requested, bool takes_slot, bool client_keep_alive, std::string client_address,
+        RequestedModel model)
       : context_(context),
         config_(context.config),
         client_(client),
         request_(request),
         stream_requested_(stream_requested),
         takes_slot_(takes_slot),
+        requested_model_(std::move(model)),
+        model_(requested_model_.view()),
         signals_(std::make_shared<RelaySignals>()),
         deadlines_(limits_of(context.config)),
         response_(client, request, client_keep_alive, context.config.client_send_timeout, deadlines_, signals_),
@@ -145,6 +149,8 @@ class Relay {
   awaitable<void> fail_after_attempts(bool attempted, const std::string& last_error);
   awaitable<void> end(std::size_t child, const AttemptOutcome& outcome);
   awaitable<void> fail_or_abort(errc before_answer, std::string why);
+  bool model_missing() const;
+  awaitable<void> fail_model_missing();
   void cancel_work(std::size_t child);
   void found_req_id(const std::string& req_id);
   long seconds_until_first_cooldown_ends() const;
@@ -155,6 +161,8 @@ class Relay {
   const http::request<http::string_body>& request_;
   const bool stream_requested_;
   const bool takes_slot_;
+  const RequestedModel requested_model_;
+  const std::string_view model_;  // requested_model_'s text; empty: any child
   std::shared_ptr<RelaySignals> signals_;
   RelayDeadlines deadlines_;
   ClientResponse response_;
@@ -169,6 +177,10 @@ class Relay {
 };
 
 awaitable<void> Relay::dispatch() {
+  if (model_missing()) {
+    co_await fail_model_missing();
+    co_return;
+  }
   std::vector<bool> tried(context_.registry.size(), false);
   std::string last_error;
   bool attempted = false;
@@ -245,8 +257,21 @@ void Relay::report(std::size_t child, const AttemptOutcome& outcome) {
   }
 }
 
+// The children serve, and none lists the model (unknown lists count as any model).
+bool Relay::model_missing() const {
+  return !model_.empty() && context_.registry.no_serving_child_has(model_);
+}
+
+awaitable<void> Relay::fail_model_missing() {
+  const auto known = model_ids(context_.registry.serving_model_sets());
+  co_await response_.fail(errc::model_not_found, model_not_found_message(model_, known));
+}
+
 awaitable<void> Relay::fail_after_attempts(bool attempted, const std::string& last_error) {
-  if (!attempted) {
+  // Refused while queued: the children that might have served it learned they do not.
+  if (!attempted && model_missing()) {
+    co_await fail_model_missing();
+  } else if (!attempted) {
     co_await response_.fail(errc::no_healthy_children, "No healthy child proxies available.");
   } else if (all_limited_ && any_quota_) {
     // The real child's 530: its account is spent; no other child could take the request.
@@ -344,7 +369,7 @@ void Relay::found_req_id(const std::string& req_id) {
 // A child for this request: at once, or after waiting in the queue.
 std::optional<Relay::Acquired> Relay::acquire_now(const std::vector<bool>& tried) {
   if (!takes_slot_) return Acquired{context_.dispatcher.pick_without_slot(tried)};
-  const auto choice = context_.dispatcher.acquire(tried);
+  const auto choice = context_.dispatcher.acquire(tried, model_);
   if (choice.verdict == Dispatcher::Verdict::granted) return Acquired{choice.child};
   if (choice.verdict == Dispatcher::Verdict::none) return Acquired{};
   return std::nullopt;  // every child that could take it is busy: the caller queues
@@ -354,6 +379,7 @@ awaitable<Relay::Acquired> Relay::wait_in_queue(const std::vector<bool>& tried) 
   deadlines_.start_queue(Clock::now());
   Waiter waiter;
   waiter.tried = &tried;
+  waiter.model = model_;
   waiter.wake = [signals = signals_] {
     if (signals->queue_timer != nullptr) signals->queue_timer->cancel();
   };
@@ -415,8 +441,10 @@ void report_quota_from_child_log(ForwardContext& context, std::size_t child, con
 
 awaitable<bool> forward_request(ForwardContext& context, TcpStream& client,
                                 const http::request<http::string_body>& request, bool stream_requested, bool takes_slot,
-                                bool client_keep_alive, std::string client_address, ForwardResult& result) {
-  Relay relay(context, client, request, stream_requested, takes_slot, client_keep_alive, std::move(client_address));
+                                bool client_keep_alive, std::string client_address, RequestedModel model,
+                                ForwardResult& result) {
+  Relay relay(context, client, request, stream_requested, takes_slot, client_keep_alive, std::move(client_address),
+              std::move(model));
   relay.begin();
   co_await relay.dispatch();
   result = relay.result();

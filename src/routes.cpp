@@ -4,12 +4,14 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "coordinator/child_client.hpp"
 #include "coordinator/http_util.hpp"
 #include "coordinator/json_check.hpp"
+#include "coordinator/model_catalog.hpp"
 #include "coordinator/readiness.hpp"
 #include "coordinator/status_page.hpp"
 
@@ -188,7 +190,8 @@ Router::Router(net::io_context& io, const Config& config, ServerServices service
       state_(state),
       forward_{config,         services_.registry, services_.dispatcher,
                services_.pool, services_.recycle,  &services_.metrics,
-               &active_relays_} {}
+               &active_relays_},
+      proxy_model_name_(proxy_model_name_from_environment()) {}
 
 // route, handle and chat_completions are not coroutines: each only picks the
 // next step and returns its awaitable (three coroutine frames less per request).
@@ -227,7 +230,7 @@ awaitable<bool> Router::handle(RouteId id, Exchange exchange) {
       return replies_.reply_text(exchange, std::string(status_page_html()), "text/html; charset=utf-8");
     }
     case RouteId::models: {
-      return forward(exchange, /*stream_requested=*/false, /*takes_slot=*/false);
+      return models(exchange);
     }
     case RouteId::chat_completions: {
       return chat_completions(exchange);
@@ -259,9 +262,32 @@ awaitable<bool> Router::metrics_text(Exchange exchange) {
 }
 
 // Not a coroutine either: the relay writes the outcome where the session reads it.
-awaitable<bool> Router::forward(Exchange exchange, bool stream_requested, bool takes_slot) {
+awaitable<bool> Router::forward(Exchange exchange, bool stream_requested, bool takes_slot, RequestedModel model) {
   return forward_request(forward_, exchange.stream, exchange.request, stream_requested, takes_slot,
-                         replies_.keep_alive_for(exchange.request), std::string(exchange.peer_text), exchange.outcome);
+                         replies_.keep_alive_for(exchange.request), std::string(exchange.peer_text), std::move(model),
+                         exchange.outcome);
+}
+
+// The union of what the serving children listed: no child is taken, so it
+// answers while every child is busy. Until one has listed its models, a child answers.
+awaitable<bool> Router::models(Exchange exchange) {
+  std::optional<std::string> listed = models_union(registry_.serving_model_sets());
+  if (!listed) co_return co_await forward(exchange, /*stream_requested=*/false, /*takes_slot=*/false, {});
+  co_return co_await replies_.reply(exchange, 200, std::move(*listed));
+}
+
+// The body's model as the relay routes by it; the children's MODEL_NAME names none.
+RequestedModel Router::requested_model(const JsonCheck& body) const {
+  RequestedModel model;
+  if (!body.has_model) return model;
+  if (body.model_escaped) {
+    model.decoded.emplace();
+    model_text(body, *model.decoded);
+  } else {
+    model.in_body = body.model;
+  }
+  if (names_no_model(model.view(), proxy_model_name_)) return {};
+  return model;
 }
 
 awaitable<bool> Router::chat_completions(Exchange exchange) {
@@ -270,7 +296,7 @@ awaitable<bool> Router::chat_completions(Exchange exchange) {
     const std::string why = body.valid ? "the body is not a JSON object" : body.error;
     return replies_.reply_error(exchange, errc::invalid_json, "Request body must be a JSON object: " + why + ".");
   }
-  return forward(exchange, body.stream_requested, /*takes_slot=*/true);
+  return forward(exchange, body.stream_requested, /*takes_slot=*/true, requested_model(body));
 }
 
 awaitable<bool> Router::cancel(Exchange exchange) {

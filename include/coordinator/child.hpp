@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "coordinator/config.hpp"
+#include "coordinator/model_catalog.hpp"
 
 namespace coordinator {
 
@@ -98,6 +99,7 @@ struct Child {
   std::uint64_t consecutive_server_errors = 0;  // 5xx answers relayed in a row
   std::uint64_t ejection_streak = 0;            // ejections with no good answer between them
   std::string last_error;
+  ModelSet models;  // what its /v1/models listed; kept across restarts of the same profile
   bool ever_ready = false;
   bool retire_on_exit = false;  // drained or stopped for good, not for a restart
 };

@@ -4,6 +4,7 @@
 #include <deque>
 #include <functional>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "coordinator/config.hpp"
@@ -15,6 +16,7 @@ namespace coordinator {
 // slot already taken) or `refused` (no child could ever serve it), then calls `wake`.
 struct Waiter {
   const std::vector<bool>* tried = nullptr;
+  std::string_view model;  // only children that may serve it (empty: any)
   std::optional<std::size_t> granted;
   bool refused = false;
   std::function<void()> wake;
@@ -35,7 +37,8 @@ class Dispatcher {
   // A child for a request now (its slot taken), or whether it should wait.
   // least-busy: the next ready child with a free slot; wait while some
   // untried child is serving but busy. round-robin: the next serving child.
-  Choice acquire(const std::vector<bool>& tried);
+  // With a `model`, only children that may serve it count (Registry::pick).
+  Choice acquire(const std::vector<bool>& tried, std::string_view model = {});
   // A child for work that takes no slot (/v1/models): the next serving one.
   std::optional<std::size_t> pick_without_slot(const std::vector<bool>& tried);
 

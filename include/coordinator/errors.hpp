@@ -19,6 +19,7 @@ enum class errc {
   invalid_json,          // the body of a chat completion is not a JSON object
   invalid_req_id,        // POST /v1/cancel/{req_id} with a malformed id
   not_found,             // no route
+  model_not_found,       // a chat completion names a model no ready child lists
   method_not_allowed,    // the route exists, the method does not
   invalid_api_key,       // a key is required and missing or unknown
   admin_not_local,       // /admin/* from a non-loopback peer

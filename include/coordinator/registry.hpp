@@ -71,13 +71,24 @@ class Registry {
   void free_slot(std::size_t index, bool served, Clock::time_point now);
 
   // The next child after the last one picked, skipping `tried`: with a free
-  // slot when `need_free_slot`, else any serving (ready or busy) child.
-  std::optional<std::size_t> pick(const std::vector<bool>& tried, bool need_free_slot);
-  bool any_serving(const std::vector<bool>& tried) const;
+  // slot when `need_free_slot`, else any serving (ready or busy) child. With a
+  // `model`, only a child that may serve it (ModelSet::may_serve).
+  std::optional<std::size_t> pick(const std::vector<bool>& tried, bool need_free_slot, std::string_view model = {});
+  bool any_serving(const std::vector<bool>& tried, std::string_view model = {}) const;
+
+  // What a child's /v1/models listed (a set that is not `known` is ignored:
+  // the last known list stays). Waiters are pumped: their choice may change.
+  void report_models(std::size_t index, ModelSet models);
+  // The model sets of the serving children, in slot order (for the union).
+  std::vector<const ModelSet*> serving_model_sets() const;
+  // True when children serve but none of them may serve `model`: a 404, not a wait.
+  bool no_serving_child_has(std::string_view model) const;
 
   // Called after any change that may let a waiting request go (a child
   // became ready, a slot came free).
   void set_capacity_listener(std::function<void()> listener) { capacity_listener_ = std::move(listener); }
+  // Called when a child starts serving (its model list is read then).
+  void set_serving_listener(std::function<void(std::size_t)> listener) { serving_listener_ = std::move(listener); }
   // Called when a child goes cooling (429, quota, ejection) or its cooldown
   // moves: the control plane owns the timer that ends it (CooldownTimers).
   void set_cooling_listener(std::function<void(std::size_t, Clock::time_point)> listener) {
@@ -100,6 +111,7 @@ class Registry {
   std::size_t cursor_ = 0;
   std::function<void()> capacity_listener_;
   std::function<void(std::size_t, Clock::time_point)> cooling_listener_;
+  std::function<void(std::size_t)> serving_listener_;
   std::unordered_map<std::string, std::size_t> req_owners_;
 };
 

@@ -2,7 +2,9 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -51,6 +53,15 @@ struct ForwardContext {
   ActiveRelays* active = nullptr;
 };
 
+// The model a request names (empty: any child): a view into the request body,
+// or the decoded text when the body wrote it with escapes. Held by the relay's
+// frame, so it outlives the router's call that made it.
+struct RequestedModel {
+  std::string_view in_body;
+  std::optional<std::string> decoded;
+  std::string_view view() const { return decoded ? std::string_view(*decoded) : in_body; }
+};
+
 struct ForwardResult {
   unsigned status = 0;           // what the client was sent (0: nothing, the client left)
   std::string child;             // the child that answered, if any
@@ -64,10 +75,13 @@ struct ForwardResult {
 // `stream_requested` is the body's "stream": true; `takes_slot` is false for
 // requests that do not occupy a child (/v1/models).
 // `client_address` is the peer's address, read once per connection (X-Forwarded-For).
+// `model` is the body's model: only children that may serve it get the request,
+// and when no serving child may, the client gets 404 model_not_found.
 // What happened goes to `result`; the awaited value is its `client_reusable`.
 awaitable<bool> forward_request(ForwardContext& context, TcpStream& client,
                                 const http::request<http::string_body>& request, bool stream_requested, bool takes_slot,
-                                bool client_keep_alive, std::string client_address, ForwardResult& result);
+                                bool client_keep_alive, std::string client_address, RequestedModel model,
+                                ForwardResult& result);
 
 // The child's own log says its account ran out of quota (the real child then
 // re-queues a non-streamed request until its 420 s timeout): it cools down for

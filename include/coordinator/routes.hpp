@@ -9,6 +9,7 @@
 #include "coordinator/asio.hpp"
 #include "coordinator/config.hpp"
 #include "coordinator/errors.hpp"
+#include "coordinator/json_check.hpp"
 #include "coordinator/metrics.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/relay.hpp"
@@ -143,7 +144,9 @@ class Router {
   awaitable<bool> handle(RouteId id, Exchange exchange);
   awaitable<bool> readiness(Exchange exchange);
   awaitable<bool> metrics_text(Exchange exchange);
-  awaitable<bool> forward(Exchange exchange, bool stream_requested, bool takes_slot);
+  awaitable<bool> forward(Exchange exchange, bool stream_requested, bool takes_slot, RequestedModel model);
+  RequestedModel requested_model(const JsonCheck& body) const;
+  awaitable<bool> models(Exchange exchange);
   awaitable<bool> chat_completions(Exchange exchange);
   awaitable<bool> cancel(Exchange exchange);
   awaitable<bool> broadcast_cancel(Exchange exchange, std::string req_id);
@@ -159,6 +162,7 @@ class Router {
   const ServerState& state_;
   ActiveRelays active_relays_;  // declared before forward_, which points at it
   ForwardContext forward_;
+  const std::string proxy_model_name_;  // the children's MODEL_NAME: a request for it names no model
 };
 
 }  // namespace coordinator

@@ -408,8 +408,10 @@ class EntrypointWithRealCoordinatorTest(EntrypointFixture):
             self.assertEqual(status, 200, "coordinator never became ready")
             self.assertEqual(os.path.realpath(f"/proc/{proc.pid}/exe"), str(binary),
                              "the entrypoint must exec the coordinator (same PID)")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as r:
+                self.assertEqual(json.load(r)["ready_children"], ["alpha"])
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as r:
-                self.assertEqual(json.load(r)["data"][0]["owned_by"], "alpha")
+                self.assertEqual(json.load(r)["data"][0]["id"], "fake-model")
             proc.send_signal(signal.SIGTERM)
             out, _ = proc.communicate(timeout=20)
             self.assertEqual(proc.returncode, 0, out)

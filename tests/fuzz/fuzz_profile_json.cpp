@@ -1,7 +1,8 @@
 // Files an operator drops next to the coordinator, and request bodies:
 //  - check_json (the nesting-capped SAX check used on every chat body and every
 //    auth profile) against nlohmann's own parser: same verdict, same top-level
-//    type, same "stream": true decision, and the depth cap honoured exactly;
+//    type, same "stream": true decision, the same top-level "model" string,
+//    and the depth cap honoured exactly;
 //  - parse_env_file (a profile's {name}.env): only well-formed names come out,
 //    errors never quote the file;
 //  - parse_api_keys (key.txt) and constant_time_equals.
@@ -83,6 +84,11 @@ void check_json_properties(std::string_view text) {
   const bool stream = dom.is_object() && dom.contains("stream") && dom["stream"] == true;
   FUZZ_CHECK(unlimited.stream_requested == stream);
   FUZZ_CHECK(coordinator::check_json(text).stream_requested == stream);
+  // The top-level "model" string, decided and decoded as the DOM does (the last duplicate).
+  const bool model = dom.is_object() && dom.contains("model") && dom["model"].is_string();
+  FUZZ_CHECK(unlimited.has_model == model);
+  std::string storage;
+  if (model) FUZZ_CHECK(coordinator::model_text(unlimited, storage) == dom["model"].get<std::string>());
 }
 
 void check_env_file(std::string_view text) {

@@ -463,3 +463,33 @@ TEST(Durations, HelpAndPrintConfigShowSeconds) {
   const std::string given = parse_exit({"--health-interval", "0.2", "--print-config"}).message;
   EXPECT_NE(given.find("\nhealth-interval=0.2\n"), std::string::npos) << given;
 }
+
+TEST(Config, ModelsInterval) {
+  EXPECT_EQ(parse_ok({}).models_interval, std::chrono::seconds{300});
+  EXPECT_EQ(parse_ok({"--models-interval", "0.5"}).models_interval, std::chrono::milliseconds{500});
+  for (const char* bad : {"0", "-1", "abc"}) {
+    const ExitRequest exit = parse_exit({"--models-interval", bad});
+    EXPECT_EQ(exit.code, 2) << bad;
+    EXPECT_NE(exit.message.find("models-interval"), std::string::npos) << exit.message;
+  }
+  EXPECT_NE(parse_exit({"--help"}).message.find("--models-interval"), std::string::npos);
+}
+
+TEST(Config, ModelsIntervalFromAConfigFile) {
+  const std::string path = ::testing::TempDir() + "models_interval.toml";
+  {
+    std::ofstream out(path);
+    out << "models-interval = 42\n";
+  }
+  EXPECT_EQ(parse_ok({"--config", path}).models_interval, std::chrono::seconds{42});
+  // The command line still wins over the file.
+  EXPECT_EQ(parse_ok({"--config", path, "--models-interval", "7"}).models_interval, std::chrono::seconds{7});
+  {
+    std::ofstream out(path);
+    out << "models_interval = 0\n";
+  }
+  const ExitRequest exit = parse_exit({"--config", path});
+  EXPECT_EQ(exit.code, 2);
+  EXPECT_NE(exit.message.find("models-interval"), std::string::npos) << exit.message;
+  std::remove(path.c_str());
+}

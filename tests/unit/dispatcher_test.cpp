@@ -326,3 +326,132 @@ TEST(Dispatcher, QueuedRequestIsServedBeforeALaterOne) {
   EXPECT_EQ(a.waiter.granted, std::optional<std::size_t>{0});
   EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried).verdict, Verdict::wait);
 }
+
+// ---- Models: a request naming a model goes only to children that may serve it ----
+
+namespace {
+
+ModelSet listing(std::vector<std::string> ids) {
+  ModelSet set;
+  set.known = true;
+  for (auto& id : ids) set.entries.push_back({id, "{\"id\":\"" + id + "\"}"});
+  return set;
+}
+
+}  // namespace
+
+TEST(DispatcherModels, OnlyChildrenListingTheModelAreChosen) {
+  Fleet fleet(3, Balance::least_busy, 1000, 2);
+  fleet.registry.report_models(0, listing({"a"}));
+  fleet.registry.report_models(1, listing({"a", "b"}));
+  fleet.registry.report_models(2, listing({"c"}));
+  std::vector<std::size_t> picks;
+  for (int i = 0; i < 4; ++i) {
+    const auto choice = fleet.dispatcher.acquire(kNoneTried, "b");
+    ASSERT_NE(choice.verdict, Verdict::none);
+    if (choice.verdict == Verdict::granted) picks.push_back(choice.child);
+  }
+  // Child 1 alone lists b; its two slots taken, the next request for b waits for it.
+  EXPECT_EQ(picks, (std::vector<std::size_t>{1, 1}));
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried, "b").verdict, Verdict::wait);
+  // Compared as the real child compares: with or without the models/ prefix.
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried, "models/c").child, 2u);
+  // A request without a model still goes to any child.
+  EXPECT_EQ(fleet.granted(), 0u);
+}
+
+TEST(DispatcherModels, NoChildForAModelNobodyLists) {
+  Fleet fleet(2, Balance::least_busy);
+  fleet.registry.report_models(0, listing({"a"}));
+  fleet.registry.report_models(1, listing({"b"}));
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried, "zzz").verdict, Verdict::none);
+  EXPECT_TRUE(fleet.registry.no_serving_child_has("zzz"));
+  EXPECT_FALSE(fleet.registry.no_serving_child_has("models/b"));
+
+  Fleet round_robin(2, Balance::round_robin);
+  round_robin.registry.report_models(0, listing({"a"}));
+  round_robin.registry.report_models(1, listing({"b"}));
+  EXPECT_EQ(round_robin.dispatcher.acquire(kNoneTried, "zzz").verdict, Verdict::none);
+  EXPECT_EQ(round_robin.dispatcher.acquire(kNoneTried, "b").child, 1u);
+  EXPECT_EQ(round_robin.dispatcher.acquire(kNoneTried, "b").child, 1u);
+}
+
+TEST(DispatcherModels, AChildWhoseModelsAreUnknownTakesAnyModel) {
+  // Its list not read yet (or it has none): the real child then checks the model itself.
+  Fleet fleet(2, Balance::least_busy);
+  fleet.registry.report_models(0, listing({"a"}));
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried, "zzz").child, 1u);
+  EXPECT_FALSE(fleet.registry.no_serving_child_has("zzz"));
+  // An unknown set reported later does not replace a known one.
+  fleet.registry.report_models(0, ModelSet{});
+  EXPECT_TRUE(fleet.registry.at(0).models.known);
+}
+
+TEST(DispatcherModels, NoServingChildIsNotAMissingModel) {
+  // Nothing serves: that is no_healthy_children (503), not a 404.
+  Fleet fleet(2, Balance::least_busy, 1000, 1, /*ready=*/false);
+  fleet.registry.report_models(0, listing({"a"}));
+  EXPECT_FALSE(fleet.registry.no_serving_child_has("zzz"));
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried, "a").verdict, Verdict::none);
+}
+
+TEST(DispatcherModels, AWaiterGetsTheFirstFreeChildThatListsItsModel) {
+  Fleet fleet(2, Balance::least_busy);
+  fleet.registry.report_models(0, listing({"a"}));
+  fleet.registry.report_models(1, listing({"b"}));
+  fleet.granted();
+  fleet.granted();
+  std::vector<int> woken;
+  TestWaiter for_b(&woken, 1);
+  for_b.waiter.model = "b";
+  TestWaiter any(&woken, 2);
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&for_b.waiter));
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&any.waiter));
+  // Child 0 frees: the waiter for b cannot use it, the one behind it can.
+  fleet.dispatcher.release(0, true);
+  EXPECT_EQ(woken, (std::vector<int>{2}));
+  EXPECT_EQ(any.waiter.granted, std::optional<std::size_t>{0});
+  fleet.dispatcher.release(1, true);
+  EXPECT_EQ(woken, (std::vector<int>{2, 1}));
+  EXPECT_EQ(for_b.waiter.granted, std::optional<std::size_t>{1});
+}
+
+TEST(DispatcherModels, AWaiterIsRefusedWhenItsOnlyCandidateLearnsItLacksTheModel) {
+  Fleet fleet(1, Balance::least_busy);
+  fleet.granted();  // child 0 busy, its models unknown
+  std::vector<int> woken;
+  TestWaiter waiter(&woken, 1);
+  waiter.waiter.model = "zzz";
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&waiter.waiter));
+  EXPECT_TRUE(woken.empty());
+  // Its list arrives without zzz: waiting would be in vain.
+  fleet.registry.report_models(0, listing({"a"}));
+  EXPECT_EQ(woken, (std::vector<int>{1}));
+  EXPECT_TRUE(waiter.waiter.refused);
+  EXPECT_TRUE(fleet.registry.no_serving_child_has("zzz"));
+}
+
+TEST(DispatcherModels, ServingListenerFiresWhenAChildStartsServing) {
+  Fleet fleet(2, Balance::least_busy, 1000, 1, /*ready=*/false);
+  std::vector<std::size_t> serving;
+  fleet.registry.set_serving_listener([&](std::size_t index) { serving.push_back(index); });
+  make_ready(fleet.registry, 1);
+  make_ready(fleet.registry, 1);  // already serving: no second call
+  fleet.granted();                // ready -> busy is no new start either
+  fleet.registry.report_forward_failure(1, "answered 503", kNow);
+  fleet.dispatcher.release(1, false);
+  make_ready(fleet.registry, 1);
+  EXPECT_EQ(serving, (std::vector<std::size_t>{1, 1}));
+}
+
+TEST(DispatcherModels, UnionComesFromServingChildrenOnly) {
+  Fleet fleet(3, Balance::least_busy);
+  fleet.registry.report_models(0, listing({"a"}));
+  fleet.registry.report_models(1, listing({"b"}));
+  fleet.registry.report_forward_failure(1, "answered 503", kNow);
+  const auto sets = fleet.registry.serving_model_sets();
+  EXPECT_EQ(model_ids(sets), (std::vector<std::string>{"a"}));
+  // A new profile in a slot forgets the old account's list.
+  fleet.registry.assign_profile(0, "other", "/p/other.json");
+  EXPECT_FALSE(fleet.registry.at(0).models.known);
+}

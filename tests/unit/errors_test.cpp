@@ -41,6 +41,10 @@ TEST(Errors, KnownRowsKeepTheirWireShape) {
   EXPECT_EQ(spec_of(errc::stream_quota_exhausted).type, "upstream_error");
   EXPECT_EQ(spec_of(errc::stream_quota_exhausted).code, "quota_exhausted");
   EXPECT_EQ(spec_of(errc::admin_not_local).type, "permission_error");
+  // OpenAI's own answer for an unknown model.
+  EXPECT_EQ(spec_of(errc::model_not_found).status, 404u);
+  EXPECT_EQ(spec_of(errc::model_not_found).type, "invalid_request_error");
+  EXPECT_EQ(spec_of(errc::model_not_found).code, "model_not_found");
 }
 
 TEST(Errors, IsABoostErrorCode) {

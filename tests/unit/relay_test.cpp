@@ -437,7 +437,7 @@ awaitable<void> run_forward(RelayHarness* harness, TcpStream* server_end, bool s
   std::string address = "127.0.0.1";
   ForwardResult result;
   const bool reusable = co_await forward_request(harness->context, *server_end, harness->request, stream,
-                                                 /*takes_slot=*/true, keep_alive, address, result);
+                                                 /*takes_slot=*/true, keep_alive, address, RequestedModel{}, result);
   EXPECT_EQ(reusable, result.client_reusable);
   harness->result = result;
   ++harness->forwards_done;
