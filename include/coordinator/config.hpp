@@ -98,8 +98,8 @@ struct Config {
   std::size_t max_inflight_per_child = 1;
   std::size_t max_queue = 1000;
   Duration queue_timeout = std::chrono::seconds{300};
-  Duration models_interval =
-      std::chrono::seconds{300};  // between two reads of a child's /v1/models (and at once when it becomes ready)
+  // Between two reads of a child's /v1/models (and at once when it becomes ready).
+  Duration models_interval = std::chrono::seconds{300};
 
   // Attach mode: route to these instead of spawning children.
   std::vector<Upstream> upstreams;
