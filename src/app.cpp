@@ -181,7 +181,7 @@ class Coordinator {
         io_(kOneThreadReactor),
         registry_(std::move(fleet.children)),
         cooldowns_(io_.get_executor(), registry_),
-        dispatcher_(registry_, config.balance, config.max_queue),
+        dispatcher_(registry_, config.balance, config.max_queue, config.queue_timeout),
         pool_(registry_.size(), kIdleConnectionsPerChild, kMaxIdleAge),
         supervisor_(config.upstreams.empty() ? std::make_unique<Supervisor>(io_, config, registry_, guard,
                                                                             std::move(fleet.waiting), fleet_id)

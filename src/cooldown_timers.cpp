@@ -25,15 +25,9 @@ void CooldownTimers::schedule(std::size_t index, Clock::time_point until) {
   });
 }
 
+// The registry decides what has ended and tells this class the next deadline.
 void CooldownTimers::expired(std::size_t index) {
-  const Child& child = registry_.at(index);
-  if (child.state != ChildState::cooling) return;
-  const auto now = Clock::now();
-  if (child.cooling_until > now) {
-    schedule(index, child.cooling_until);
-    return;
-  }
-  registry_.apply(index, ChildEvent::cooldown_over, {}, now);
+  registry_.end_cooldowns(index, Clock::now());
 }
 
 }  // namespace coordinator

@@ -4,19 +4,25 @@
 
 namespace coordinator {
 
-Dispatcher::Dispatcher(Registry& registry, Balance balance, std::size_t max_queue)
-    : registry_(registry), balance_(balance), max_queue_(max_queue) {}
+Dispatcher::Dispatcher(Registry& registry, Balance balance, std::size_t max_queue, Clock::duration queue_timeout)
+    : registry_(registry), balance_(balance), max_queue_(max_queue), queue_timeout_(queue_timeout) {}
 
 Dispatcher::Choice Dispatcher::acquire(const std::vector<bool>& tried, std::string_view model) {
   const bool need_free_slot = balance_ == Balance::least_busy;
+  const auto now = Clock::now();
   // Requests already waiting go first.
   if (!need_free_slot || queue_.empty()) {
-    if (const auto child = registry_.pick(tried, need_free_slot, model)) {
-      registry_.take_slot(*child, Clock::now());
+    if (const auto child = registry_.pick(tried, need_free_slot, model, now)) {
+      registry_.take_slot(*child, now);
       return {Verdict::granted, *child};
     }
   }
-  if (need_free_slot && registry_.any_serving(tried, model)) return {Verdict::wait, 0};
+  if (need_free_slot && registry_.any_serving(tried, model, now)) return {Verdict::wait, 0};
+  // Only cooldowns stand in the way: wait for the first to end, if it ends in time.
+  if (const auto first_end = registry_.first_cooldown_end(tried, model, now)) {
+    if (*first_end - now <= queue_timeout_) return {Verdict::wait, 0};
+    return {Verdict::cooling, 0, *first_end};
+  }
   return {Verdict::none, 0};
 }
 
@@ -46,10 +52,12 @@ void Dispatcher::pump() {
   pumping_ = true;
   for (auto it = queue_.begin(); it != queue_.end();) {
     Waiter* waiter = *it;
-    if (const auto child = registry_.pick(*waiter->tried, true, waiter->model)) {
-      registry_.take_slot(*child, Clock::now());
+    const auto now = Clock::now();
+    if (const auto child = registry_.pick(*waiter->tried, true, waiter->model, now)) {
+      registry_.take_slot(*child, now);
       waiter->granted = *child;
-    } else if (!registry_.any_serving(*waiter->tried, waiter->model)) {
+    } else if (!registry_.any_serving(*waiter->tried, waiter->model, now) &&
+               !registry_.first_cooldown_end(*waiter->tried, waiter->model, now)) {
       waiter->refused = true;
     } else {
       ++it;

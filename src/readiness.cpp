@@ -2,11 +2,40 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <ctime>
+
 #include "coordinator/http_util.hpp"
 
 namespace coordinator {
 
 namespace {
+
+// A steady-clock moment as UTC wall time, e.g. "2026-12-01T20:15:00Z".
+std::string utc_text(Clock::time_point at, Clock::time_point now) {
+  const auto wall =
+      std::chrono::system_clock::now() + std::chrono::duration_cast<std::chrono::system_clock::duration>(at - now);
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(wall);
+  std::tm parts{};
+  gmtime_r(&seconds, &parts);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return text;
+}
+
+// The models of its account out of service, each with when it is back and why.
+nlohmann::json cooling_models(const Child& child, Clock::time_point now) {
+  nlohmann::json models = nlohmann::json::array();
+  for (const ModelCooldown& cooldown : child.model_cooldowns.entries()) {
+    if (cooldown.until <= now) continue;
+    models.push_back({{"model", cooldown.model},
+                      {"until", utc_text(cooldown.until, now)},
+                      {"seconds_left", std::chrono::duration<double>(cooldown.until - now).count()},
+                      {"cause", to_string(cooldown.cause)},
+                      {"reason", cooldown.reason}});
+  }
+  return models;
+}
 
 nlohmann::json children_array(const Registry& registry, Clock::time_point now) {
   nlohmann::json children = nlohmann::json::array();
@@ -26,6 +55,11 @@ nlohmann::json children_array(const Registry& registry, Clock::time_point now) {
     });
     // How many models its /v1/models listed; null until a list was read (it then takes any model).
     children.back()["models"] = child.models.known ? nlohmann::json(child.models.entries.size()) : nlohmann::json();
+    children.back()["cooling_models"] = cooling_models(child, now);
+    if (child.state == ChildState::cooling) {
+      children.back()["cooling_until"] = utc_text(child.cooling_until, now);
+      children.back()["cooling_cause"] = to_string(child.cooling_cause);
+    }
     if (child.attached) children.back()["url"] = "http://" + child.host + ":" + std::to_string(child.ports.api);
   }
   return children;

@@ -45,6 +45,16 @@ void ActiveRelays::retry_elsewhere(std::size_t child) {
   }
 }
 
+std::vector<std::string> ActiveRelays::models_on(std::size_t child) const {
+  std::vector<std::string> models;
+  if (child >= attempts_.size()) return models;
+  for (const RelaySignals* signals : attempts_[child]) {
+    if (signals->model.empty()) return {};
+    if (std::find(models.begin(), models.end(), signals->model) == models.end()) models.emplace_back(signals->model);
+  }
+  return models;
+}
+
 namespace {
 
 awaitable<void> cancel_then_recycle(std::string name, std::string host, int port, std::string req_id,
@@ -114,6 +124,7 @@ class Relay {
   void begin() {
     deadlines_.begin(Clock::now());
     signals_->client = &client_.socket();
+    signals_->model = model_;
   }
 
   awaitable<void> dispatch();
@@ -140,6 +151,8 @@ class Relay {
   struct Acquired {
     std::optional<std::size_t> child;
     bool answered = false;  // the client was answered (or left) while waiting
+    // No child: every one that could serve it is cooling for it until then.
+    std::optional<Clock::time_point> cooling_until;
   };
 
   std::optional<Acquired> acquire_now(const std::vector<bool>& tried);
@@ -151,6 +164,7 @@ class Relay {
   awaitable<void> fail_or_abort(errc before_answer, std::string why);
   bool model_missing() const;
   awaitable<void> fail_model_missing();
+  awaitable<void> fail_all_cooling(Clock::time_point first_end);
   void cancel_work(std::size_t child);
   void found_req_id(const std::string& req_id);
   long seconds_until_first_cooldown_ends() const;
@@ -193,6 +207,10 @@ awaitable<void> Relay::dispatch() {
       acquired = co_await wait_in_queue(tried);
     }
     if (acquired.answered) co_return;
+    if (acquired.cooling_until) {
+      co_await fail_all_cooling(*acquired.cooling_until);
+      co_return;
+    }
     if (!acquired.child) break;
     const std::size_t child = *acquired.child;
     if (child >= tried.size()) tried.resize(context_.registry.size(), false);  // a slot added by a reload
@@ -248,8 +266,16 @@ void Relay::report(std::size_t child, const AttemptOutcome& outcome) {
     const auto wait = outcome.retry_after ? to_duration(*outcome.retry_after) : fallback;
     return now + std::max<Clock::duration>(wait, std::chrono::milliseconds(1));
   };
-  if (outcome.rate_limited) {
+  // A request that names a model cools only that model of the account; one
+  // that names none ran on whatever model the page had: the whole child cools.
+  if (outcome.rate_limited && !model_.empty()) {
+    registry.report_model_limited(child, model_, until(config_.cooldown), CoolingCause::rate_limited,
+                                  "rate limited (429)", now);
+  } else if (outcome.rate_limited) {
     registry.report_rate_limited(child, until(config_.cooldown), now);
+  } else if (!outcome.quota_reason.empty() && !model_.empty()) {
+    registry.report_model_limited(child, model_, until(config_.quota_cooldown), CoolingCause::quota,
+                                  outcome.quota_reason, now);
   } else if (!outcome.quota_reason.empty()) {
     registry.report_quota_exhausted(child, until(config_.quota_cooldown), outcome.quota_reason, now);
   } else if (outcome.end == AttemptEnd::refused && !outcome.quota) {
@@ -265,6 +291,19 @@ bool Relay::model_missing() const {
 awaitable<void> Relay::fail_model_missing() {
   const auto known = model_ids(context_.registry.serving_model_sets());
   co_await response_.fail(errc::model_not_found, model_not_found_message(model_, known));
+}
+
+// Every child that could serve the request is out of quota (or rate limited)
+// for it past the queue timeout: 429 with the seconds until the first is back.
+awaitable<void> Relay::fail_all_cooling(Clock::time_point first_end) {
+  const double seconds = std::chrono::duration<double>(first_end - Clock::now()).count();
+  const long retry_after = std::max(1L, static_cast<long>(std::ceil(seconds)));
+  const std::string what = model_.empty() ? std::string("this request") : "model " + std::string(model_);
+  co_await response_.fail(errc::quota_exhausted,
+                          fmt::format("Every child that serves {} is out of quota or rate limited for it; the "
+                                      "first is back in {} s.",
+                                      what, retry_after),
+                          retry_after);
 }
 
 awaitable<void> Relay::fail_after_attempts(bool attempted, const std::string& last_error) {
@@ -368,11 +407,12 @@ void Relay::found_req_id(const std::string& req_id) {
 
 // A child for this request: at once, or after waiting in the queue.
 std::optional<Relay::Acquired> Relay::acquire_now(const std::vector<bool>& tried) {
-  if (!takes_slot_) return Acquired{context_.dispatcher.pick_without_slot(tried)};
+  if (!takes_slot_) return Acquired{context_.dispatcher.pick_without_slot(tried), false, std::nullopt};
   const auto choice = context_.dispatcher.acquire(tried, model_);
-  if (choice.verdict == Dispatcher::Verdict::granted) return Acquired{choice.child};
+  if (choice.verdict == Dispatcher::Verdict::granted) return Acquired{choice.child, false, std::nullopt};
   if (choice.verdict == Dispatcher::Verdict::none) return Acquired{};
-  return std::nullopt;  // every child that could take it is busy: the caller queues
+  if (choice.verdict == Dispatcher::Verdict::cooling) return Acquired{std::nullopt, false, choice.cooling_until};
+  return std::nullopt;  // every child that could take it is busy (or cooling briefly): the caller queues
 }
 
 awaitable<Relay::Acquired> Relay::wait_in_queue(const std::vector<bool>& tried) {
@@ -385,7 +425,7 @@ awaitable<Relay::Acquired> Relay::wait_in_queue(const std::vector<bool>& tried) 
   };
   if (!context_.dispatcher.enqueue(&waiter)) {
     co_await response_.fail(errc::queue_full, "Every child is busy and the wait queue is full; retry later.");
-    co_return Acquired{std::nullopt, true};
+    co_return Acquired{std::nullopt, true, std::nullopt};
   }
   struct LeaveQueue {
     Dispatcher& dispatcher;
@@ -411,12 +451,12 @@ awaitable<Relay::Acquired> Relay::wait_in_queue(const std::vector<bool>& tried) 
   signals_->queue_timer = nullptr;
   if (signals_->client_gone) {
     if (waiter.granted) context_.dispatcher.release(*waiter.granted, false);
-    co_return Acquired{std::nullopt, true};
+    co_return Acquired{std::nullopt, true, std::nullopt};
   }
-  if (waiter.granted) co_return Acquired{waiter.granted};
+  if (waiter.granted) co_return Acquired{waiter.granted, false, std::nullopt};
   if (waiter.refused) co_return Acquired{};
   co_await response_.fail(errc::queue_timeout, "No child became free within the queue timeout; retry later.");
-  co_return Acquired{std::nullopt, true};
+  co_return Acquired{std::nullopt, true, std::nullopt};
 }
 
 // Whole seconds until the first cooling child is back (at least 1).
@@ -435,7 +475,14 @@ long Relay::seconds_until_first_cooldown_ends() const {
 
 void report_quota_from_child_log(ForwardContext& context, std::size_t child, const std::string& why) {
   const auto now = Clock::now();
-  context.registry.report_quota_exhausted(child, now + context.config.quota_cooldown, why, now);
+  const auto until = now + context.config.quota_cooldown;
+  // The log line names no model: the models the child's requests asked for
+  // cool, or the whole child when one of them named none (or none is in flight).
+  const auto models = context.active != nullptr ? context.active->models_on(child) : std::vector<std::string>{};
+  if (models.empty()) context.registry.report_quota_exhausted(child, until, why, now);
+  for (const std::string& model : models) {
+    context.registry.report_model_limited(child, model, until, CoolingCause::quota, why, now);
+  }
   if (context.active != nullptr) context.active->retry_elsewhere(child);
 }
 

@@ -10,6 +10,7 @@
 
 #include "coordinator/config.hpp"
 #include "coordinator/model_catalog.hpp"
+#include "coordinator/model_cooldowns.hpp"
 
 namespace coordinator {
 
@@ -85,6 +86,7 @@ struct Child {
   Clock::time_point started_at{};
   Clock::time_point serving_since{};
   Clock::time_point cooling_until{};
+  CoolingCause cooling_cause = CoolingCause::none;  // why it is `cooling` as a whole
   int pid = 0;
   std::uint64_t in_flight = 0;
   std::uint64_t max_in_flight = 1;
@@ -100,6 +102,9 @@ struct Child {
   std::uint64_t ejection_streak = 0;            // ejections with no good answer between them
   std::string last_error;
   ModelSet models;  // what its /v1/models listed; kept across restarts of the same profile
+  // Its account's models out of quota (or rate limited) for a while; kept
+  // across restarts of the same profile (the account is still spent).
+  ModelCooldowns model_cooldowns;
   bool ever_ready = false;
   bool retire_on_exit = false;  // drained or stopped for good, not for a restart
 };

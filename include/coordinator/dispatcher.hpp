@@ -26,18 +26,25 @@ struct Waiter {
 // for a free one. No I/O: it reads and updates the registry's request slots.
 class Dispatcher {
  public:
-  Dispatcher(Registry& registry, Balance balance, std::size_t max_queue);
+  // `queue_timeout`: the longest a request waits for a cooldown to end.
+  Dispatcher(Registry& registry, Balance balance, std::size_t max_queue,
+             Clock::duration queue_timeout = std::chrono::seconds(300));
 
-  enum class Verdict { granted, wait, none };
+  // cooling: every child that could serve it is cooling for its account (quota,
+  // 429) past the queue timeout; `cooling_until` is the first end.
+  enum class Verdict { granted, wait, none, cooling };
   struct Choice {
     Verdict verdict = Verdict::none;
     std::size_t child = 0;
+    Clock::time_point cooling_until{};
   };
 
   // A child for a request now (its slot taken), or whether it should wait.
   // least-busy: the next ready child with a free slot; wait while some
   // untried child is serving but busy. round-robin: the next serving child.
-  // With a `model`, only children that may serve it count (Registry::pick).
+  // With a `model`, only children that may serve it and are not cooling for
+  // it count (Registry::pick). When every one of those is cooling for it, the
+  // request waits if the first cooldown ends within the queue timeout.
   Choice acquire(const std::vector<bool>& tried, std::string_view model = {});
   // A child for work that takes no slot (/v1/models): the next serving one.
   std::optional<std::size_t> pick_without_slot(const std::vector<bool>& tried);
@@ -55,6 +62,7 @@ class Dispatcher {
   Registry& registry_;
   Balance balance_;
   std::size_t max_queue_;
+  Clock::duration queue_timeout_;
   std::deque<Waiter*> queue_;
   bool pumping_ = false;
 };

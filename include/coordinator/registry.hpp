@@ -2,6 +2,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,6 +48,25 @@ class Registry {
   // A quota signal (a 530, an in-stream quota or auth-rotation error): the
   // account is spent, so the child cools down until `until`.
   bool report_quota_exhausted(std::size_t index, Clock::time_point until, std::string_view why, Clock::time_point now);
+  // A quota signal or a 429 for a request that named `model`: that model of the
+  // account cools down until `until`, its other models are still routed to it.
+  // When every model it lists is cooling, the child is `cooling` as a whole
+  // until the first of them ends.
+  void report_model_limited(std::size_t index, std::string_view model, Clock::time_point until, CoolingCause cause,
+                            std::string_view why, Clock::time_point now);
+  // The control plane's timer for child `index` fired: ended model cooldowns
+  // go, and a whole cooldown that has ended is over.
+  void end_cooldowns(std::size_t index, Clock::time_point now);
+  // Until when child `index` cannot take a request for `model` (empty: one
+  // that names none) because its account is spent or rate limited; nothing
+  // when it is not cooling for it (ejections do not count: not the account).
+  std::optional<Clock::time_point> cooling_for(std::size_t index, std::string_view model, Clock::time_point now) const;
+  // The first end of such a cooldown among the untried children that may serve `model`.
+  std::optional<Clock::time_point> first_cooldown_end(const std::vector<bool>& tried, std::string_view model,
+                                                      Clock::time_point now) const;
+  // Cooldowns read back from the state file for profile `name` (applied now if
+  // it holds a slot, else when it takes one).
+  void restore_cooldowns(const std::string& name, std::vector<ModelCooldown> cooldowns, Clock::time_point now);
   // The status of an answer the child gave a client. Returns the end of the
   // ejection when this answer got the child ejected (state cooling). The last
   // serving child is never ejected: that would only turn its errors into 503s.
@@ -73,15 +93,18 @@ class Registry {
   // The next child after the last one picked, skipping `tried`: with a free
   // slot when `need_free_slot`, else any serving (ready or busy) child. With a
   // `model`, only a child that may serve it (ModelSet::may_serve).
-  std::optional<std::size_t> pick(const std::vector<bool>& tried, bool need_free_slot, std::string_view model = {});
-  bool any_serving(const std::vector<bool>& tried, std::string_view model = {}) const;
+  // A child cooling for `model` at `now` is skipped.
+  std::optional<std::size_t> pick(const std::vector<bool>& tried, bool need_free_slot, std::string_view model = {},
+                                  Clock::time_point now = {});
+  bool any_serving(const std::vector<bool>& tried, std::string_view model = {}, Clock::time_point now = {}) const;
 
   // What a child's /v1/models listed (a set that is not `known` is ignored:
   // the last known list stays). Waiters are pumped: their choice may change.
   void report_models(std::size_t index, ModelSet models);
-  // The model sets of the serving children, in slot order (for the union).
+  // The model sets of the serving children, and of those cooling for their
+  // account (their models exist, only not now), in slot order (for the union).
   std::vector<const ModelSet*> serving_model_sets() const;
-  // True when children serve but none of them may serve `model`: a 404, not a wait.
+  // True when children serve (or cool) but none of them may serve `model`: a 404, not a wait.
   bool no_serving_child_has(std::string_view model) const;
 
   // Called after any change that may let a waiting request go (a child
@@ -106,6 +129,7 @@ class Registry {
  private:
   void notify_capacity();
   void notify_cooling(std::size_t index);
+  void cool_if_every_model_is(std::size_t index, CoolingCause cause, std::string_view why, Clock::time_point now);
 
   std::deque<Child> children_;  // a deque: adding a slot never moves the others
   std::size_t cursor_ = 0;
@@ -113,6 +137,9 @@ class Registry {
   std::function<void(std::size_t, Clock::time_point)> cooling_listener_;
   std::function<void(std::size_t)> serving_listener_;
   std::unordered_map<std::string, std::size_t> req_owners_;
+  // Cooldowns of profiles that hold no slot now (rotated out, or read from the
+  // state file before their slot exists), by profile name.
+  std::map<std::string, ModelCooldowns, std::less<>> resting_cooldowns_;
 };
 
 }  // namespace coordinator

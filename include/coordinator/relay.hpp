@@ -34,6 +34,8 @@ class ActiveRelays {
   void add_attempt(std::size_t child, RelaySignals* signals);
   void remove_attempt(std::size_t child, RelaySignals* signals);
   void retry_elsewhere(std::size_t child);
+  // The models the attempts on `child` asked for; nothing when one of them named none.
+  std::vector<std::string> models_on(std::size_t child) const;
 
  private:
   std::unordered_map<std::string, std::weak_ptr<RelaySignals>> by_req_id_;

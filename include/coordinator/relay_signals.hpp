@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string_view>
 
 #include "coordinator/asio.hpp"
 
@@ -18,6 +19,7 @@ struct RelaySignals {
   bool tick = false;                   // the deadline timer woke the read
   bool client_gone = false;            // the client closed or a write to it failed
   bool cancelled = false;              // POST /v1/cancel/{req_id} ended this relay
+  std::string_view model;              // the relay's requested model (empty: any), for a quota signal in a child's log
   bool quota_retry = false;            // the child's log showed a quota signal: go elsewhere if nothing was delivered
   bool client_watched = false;         // watch_client was armed for this relay
   // The deadline timer waits for `timer_expiry`: kept armed across reads that

@@ -3,63 +3,12 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/dispatcher.hpp"
+#include "fleet_fixture.hpp"
 
 using namespace coordinator;
-
-namespace {
+using namespace coordinator::testing;
 
 using Verdict = Dispatcher::Verdict;
-
-Registry make_registry(std::size_t n, std::uint64_t max_in_flight = 1) {
-  std::vector<Child> children;
-  for (std::size_t i = 0; i < n; ++i) {
-    Child child;
-    child.name = "c" + std::to_string(i);
-    child.max_in_flight = max_in_flight;
-    children.push_back(child);
-  }
-  return Registry(std::move(children));
-}
-
-const auto kNow = Clock::now();
-const std::vector<bool> kNoneTried;
-
-void make_ready(Registry& registry, std::size_t index) {
-  registry.report_health(index, true, "", 0, kNow);
-}
-
-// A registry of `n` ready children and a dispatcher over it, wired as the app does.
-struct Fleet {
-  Fleet(std::size_t n, Balance balance, std::size_t max_queue = 1000, std::uint64_t max_in_flight = 1,
-        bool ready = true)
-      : registry(make_registry(n, max_in_flight)), dispatcher(registry, balance, max_queue) {
-    registry.set_capacity_listener([this] { dispatcher.pump(); });
-    if (ready) {
-      for (std::size_t i = 0; i < n; ++i) make_ready(registry, i);
-    }
-  }
-  std::size_t granted(const std::vector<bool>& tried = kNoneTried) {
-    const auto choice = dispatcher.acquire(tried);
-    EXPECT_EQ(choice.verdict, Verdict::granted);
-    return choice.child;
-  }
-  Registry registry;
-  Dispatcher dispatcher;
-};
-
-// A queued request that records when and how it was woken.
-struct TestWaiter {
-  explicit TestWaiter(std::vector<int>* log, int id, std::vector<bool> tried_children = {})
-      : tried(std::move(tried_children)) {
-    waiter.tried = &tried;
-    waiter.wake = [log, id] { log->push_back(id); };
-  }
-  std::vector<bool> tried;
-  Waiter waiter;
-};
-
-}  // namespace
 
 TEST(Dispatcher, LeastBusyTakesTheNextChildWithAFreeSlotInTurn) {
   Fleet fleet(3, Balance::least_busy, 1000, 2);
@@ -108,11 +57,26 @@ TEST(Dispatcher, NoneWithoutAServingChild) {
   EXPECT_EQ(round_robin.dispatcher.acquire(kNoneTried).verdict, Verdict::none);
 }
 
-TEST(Dispatcher, NoneWhileEveryChildIsUnhealthyOrCooling) {
+TEST(Dispatcher, NoneWhileEveryChildIsUnhealthyOrEjected) {
+  Fleet fleet(3, Balance::least_busy);
+  fleet.registry.report_forward_failure(0, "answered 503", kNow);
+  const OutlierPolicy eject_at_once{1, std::chrono::seconds(60), std::chrono::seconds(60)};
+  ASSERT_TRUE(fleet.registry.report_answer(1, 500, eject_at_once, kNow));
+  fleet.registry.report_forward_failure(2, "answered 503", kNow);
+  EXPECT_EQ(fleet.registry.at(1).state, ChildState::cooling);
+  // An ejection is the child's fault, not its account's: nothing to wait for.
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried).verdict, Verdict::none);
+}
+
+TEST(Dispatcher, EveryChildRateLimitedWaitsWhenTheFirstEndsWithinTheQueueTimeout) {
   Fleet fleet(2, Balance::least_busy);
   fleet.registry.report_forward_failure(0, "answered 503", kNow);
   fleet.registry.report_rate_limited(1, kNow + std::chrono::seconds(60), kNow);
-  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried).verdict, Verdict::none);
+  EXPECT_EQ(fleet.dispatcher.acquire(kNoneTried).verdict, Verdict::wait);
+  Dispatcher impatient(fleet.registry, Balance::least_busy, 1000, std::chrono::seconds(10));
+  const auto choice = impatient.acquire(kNoneTried);
+  EXPECT_EQ(choice.verdict, Verdict::cooling);
+  EXPECT_EQ(choice.cooling_until, kNow + std::chrono::seconds(60));
 }
 
 TEST(Dispatcher, EnqueueRespectsMaxQueue) {
@@ -328,17 +292,6 @@ TEST(Dispatcher, QueuedRequestIsServedBeforeALaterOne) {
 }
 
 // ---- Models: a request naming a model goes only to children that may serve it ----
-
-namespace {
-
-ModelSet listing(std::vector<std::string> ids) {
-  ModelSet set;
-  set.known = true;
-  for (auto& id : ids) set.entries.push_back({id, "{\"id\":\"" + id + "\"}"});
-  return set;
-}
-
-}  // namespace
 
 TEST(DispatcherModels, OnlyChildrenListingTheModelAreChosen) {
   Fleet fleet(3, Balance::least_busy, 1000, 2);
