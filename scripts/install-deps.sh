@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ pkg-config
-  libboost-dev libboost-filesystem-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libgtest-dev
+  libboost-dev libboost-filesystem-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libgtest-dev libssl-dev
   python3 curl ca-certificates procps
   # Deployment and operations checks: shell scripts, promtool for /metrics,
   # headless Chromium for the status page, systemd-analyze for the unit, nft -c for

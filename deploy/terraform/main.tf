@@ -262,7 +262,7 @@ locals {
       apt-get update
       apt-get install -y --no-install-recommends \
         python3 python3-venv git ca-certificates curl lsof procps awscli nftables \
-        libspdlog1.10 libfmt9 libboost-filesystem1.74.0 \
+        libspdlog1.10 libfmt9 libboost-filesystem1.74.0 libssl3 \
         libgtk-3-0 libdbus-glib-1-2 libx11-xcb1 libxt6 libxcomposite1 libxdamage1 \
         libxrandr2 libxtst6 libxss1 libxkbcommon0 libasound2 libpci3 libnss3 libnspr4 \
         libgbm1 libdrm2 libegl1 libatk1.0-0 libatk-bridge2.0-0 libcups2 \

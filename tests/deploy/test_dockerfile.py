@@ -23,7 +23,7 @@ DOCKERFILE = REPO / "docker" / "Dockerfile"
 DOCKERIGNORE = REPO / "docker" / "Dockerfile.dockerignore"
 
 BUILD_PACKAGES = ["cmake", "g++", "ninja-build", "libboost-dev", "libboost-filesystem-dev",
-                  "nlohmann-json3-dev", "libspdlog-dev", "libcli11-dev", "libgtest-dev"]
+                  "nlohmann-json3-dev", "libspdlog-dev", "libcli11-dev", "libgtest-dev", "libssl-dev"]
 ROOT_USERS = {"root", "0", "root:root", "0:0", "root:0", "0:root"}
 
 
