@@ -25,8 +25,10 @@
 #include "coordinator/profiles.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/sd_notify.hpp"
+#include "coordinator/state_keeper.hpp"
 #include "coordinator/supervisor.hpp"
 #include "coordinator/upstream.hpp"
+#include "coordinator/usage.hpp"
 
 namespace coordinator {
 
@@ -170,6 +172,13 @@ awaitable<void> ping_watchdog(std::chrono::microseconds period) {
   }
 }
 
+// --state-file: empty means next to the logs; "none" turns it off.
+std::filesystem::path state_file_of(const Config& config) {
+  if (config.state_file == "none") return {};
+  if (config.state_file.empty()) return config.log_dir / "state.json";
+  return config.state_file;
+}
+
 // The services of one run, built in the order they depend on each other (and
 // torn down in reverse), on one io_context.
 class Coordinator {
@@ -188,6 +197,7 @@ class Coordinator {
                                              : nullptr),
         health_(io_, config, registry_),
         models_(io_, config, registry_),
+        state_(io_.get_executor(), state_file_of(config), registry_, usage_),
         server_(io_, config, services()) {
     registry_.set_capacity_listener([this] { dispatcher_.pump(); });
     registry_.set_serving_listener([this](std::size_t slot) { models_.wake(slot); });
@@ -224,6 +234,8 @@ class Coordinator {
   std::unique_ptr<Supervisor> supervisor_;
   HealthChecker health_;
   ModelLearner models_;  // each child's /v1/models, for routing by model and the union
+  UsageBook usage_;      // requests and tokens per child and key (GET /admin/usage)
+  StateKeeper state_;    // the state file: cooldowns and usage across restarts
   HttpServer server_;
   std::optional<OrphanReaper> reaper_;
   std::optional<net::signal_set> signals_;
@@ -242,7 +254,7 @@ ServerServices Coordinator::services() {
   admin.reload = [this] { return reload(); };
   auto recycle_child = [this](std::size_t child, std::string reason) { recycle(child, reason); };
   auto fleet_extra = [this] { return supervisor_ ? supervisor_->fleet_json() : std::string{}; };
-  return ServerServices{registry_, dispatcher_, pool_, metrics_, api_keys_, recycle_child, fleet_extra, admin};
+  return ServerServices{registry_, dispatcher_, pool_, metrics_, usage_, api_keys_, recycle_child, fleet_extra, admin};
 }
 
 // Re-reads the API keys and rescans the profiles (SIGHUP, POST /admin/reload).
@@ -320,6 +332,8 @@ void Coordinator::serve() {
   hangup_.emplace(io_, SIGHUP);
   hangup_->async_wait([this](const error_code& ec, int) { on_hangup(ec); });
 
+  state_.load();  // before any child starts: a spent account's models stay cooled down
+  state_.start();
   if (!supervisor_) {
     spdlog::info("coordinator listening on {}:{} in attach mode over {} upstream(s)", config_.host, config_.port,
                  registry_.size());
@@ -336,6 +350,7 @@ void Coordinator::serve() {
     net::co_spawn(io_, ping_watchdog(*interval / 2), LogEscapedException{"watchdog"});
   }
   io_.run();
+  state_.stop();  // the last snapshot, written before the process ends
 }
 
 }  // namespace

@@ -33,13 +33,13 @@ std::optional<std::uint64_t> body_length(const http::response_parser<http::buffe
 
 }  // namespace
 
-void ReqIdWatch::scan(std::string_view bytes) {
+void AnswerWatch::scan_req_id(std::string_view bytes) {
   if (req_id_ || scanned_.size() >= kReqIdScanBytes) return;
   scanned_.append(bytes.substr(0, kReqIdScanBytes - scanned_.size()));
   req_id_ = extract_req_id(scanned_);
   if (!req_id_) return;
   scanned_.clear();
-  if (on_found_) on_found_(*req_id_);
+  if (on_req_id_) on_req_id_(*req_id_);
 }
 
 struct ChildAttempt::Exchange {
@@ -62,7 +62,7 @@ struct ChildAttempt::Exchange {
 
 ChildAttempt::ChildAttempt(std::size_t index, const Child& child, UpstreamPool& pool, ChildRequest& request,
                            ClientResponse& client, RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals,
-                           SteadyTimer& timer, ReqIdWatch& req_ids, const AttemptSettings& settings)
+                           SteadyTimer& timer, AnswerWatch& answer_watch, const AttemptSettings& settings)
     : index_(index),
       child_(child),
       pool_(pool),
@@ -71,7 +71,7 @@ ChildAttempt::ChildAttempt(std::size_t index, const Child& child, UpstreamPool& 
       deadlines_(deadlines),
       signals_(std::move(signals)),
       timer_(timer),
-      req_ids_(req_ids),
+      answer_watch_(answer_watch),
       settings_(settings) {}
 
 awaitable<AttemptOutcome> ChildAttempt::run() {
@@ -461,7 +461,7 @@ bool ChildAttempt::heartbeats_apply() const {
 
 void ChildAttempt::child_sent(std::string_view bytes) {
   deadlines_.child_sent(Clock::now());
-  if (deadlines_.stream()) req_ids_.scan(bytes);
+  answer_watch_.scan(bytes, deadlines_.stream());
 }
 
 // A read from the child that wakes for heartbeats and deadlines, and ends at

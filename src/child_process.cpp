@@ -1,5 +1,6 @@
 #include "coordinator/child_process.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/spdlog.h>
@@ -38,6 +39,19 @@ constexpr std::size_t kLogFileBytes = 5 * 1024 * 1024;
 constexpr std::size_t kLogFiles = 5;
 constexpr auto kTreePoll = std::chrono::milliseconds(100);
 
+// Between fork and exec: nothing of the coordinator's but stdin/out/err may
+// cross exec. Asio opens its sockets without FD_CLOEXEC, so a child would
+// otherwise hold the listening socket (the port stays taken after a crash,
+// connections queue where nobody accepts) and every client or child connection
+// open at the fork (closing one here would not close it there). CLOEXEC rather
+// than close: Boost.Process's pipe that reports a failed exec must stay open.
+void close_on_exec_from(int first) {
+  if (::close_range(static_cast<unsigned>(first), ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+  // Kernels before 5.11: one fcntl per descriptor (async-signal-safe, no allocation).
+  const long limit = std::min(::sysconf(_SC_OPEN_MAX), 1L << 16);
+  for (int fd = first; fd < limit; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
 // Runs in the child between fork and exec: its own process group (so the
 // launcher can be signalled with what stays in its group), and death with the
 // coordinator.
@@ -52,6 +66,7 @@ struct ChildProcessSetup : bp::extend::handler {
     // The coordinator may have died between fork and prctl.
     if (::getppid() != parent) ::_exit(127);
     ::signal(SIGPIPE, SIG_DFL);
+    close_on_exec_from(3);  // after the pipes' handlers made them fds 1 and 2
   }
 };
 

@@ -76,6 +76,9 @@ void add_child_options(CLI::App& app, Config& config, OptionTexts& texts) {
   app.add_option("--log-dir", config.log_dir, "Folder for the per-child logs ({name}.log)")
       ->envname("COORDINATOR_LOG_DIR")
       ->capture_default_str();
+  app.add_option("--state-file", config.state_file,
+                 "State kept across restarts: model cooldowns, usage (default {log-dir}/state.json; none = off)")
+      ->type_name("PATH");
   app.add_option("--runtime-dir", config.runtime_dir,
                  "Folder (made 0700) for each child's private working copy of its profile")
       ->envname("COORDINATOR_RUNTIME_DIR")

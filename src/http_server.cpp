@@ -314,6 +314,7 @@ awaitable<bool> HttpServer::serve_request(Exchange exchange) {
   const std::string_view path = path_of(request.target());
   router_.metrics().observe_request(Metrics::route_of(path), outcome.status, outcome.child, seconds);
   if (outcome.stream_ttfb >= 0) router_.metrics().observe_stream_ttfb(outcome.stream_ttfb);
+  router_.count_usage(request, outcome);
   log_access(request.method_string(), path, outcome.status, outcome.child, seconds, outcome.bytes_sent,
              request["X-Request-Id"]);
   co_return keep_going;

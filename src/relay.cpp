@@ -115,7 +115,7 @@ class Relay {
         deadlines_(limits_of(context.config)),
         response_(client, request, client_keep_alive, context.config.client_send_timeout, deadlines_, signals_),
         timer_(client.get_executor()),
-        req_ids_([this](const std::string& req_id) { found_req_id(req_id); }),
+        answer_watch_([this](const std::string& req_id) { found_req_id(req_id); }),
         settings_{context.config.connect_timeout, stream_requested},
         child_request_(request, client_address) {}
 
@@ -133,7 +133,7 @@ class Relay {
   ForwardResult result() {
     // Stop the watchers before the client socket is used for the next request.
     signals_->detach();
-    if (const auto& req_id = req_ids_.req_id()) {
+    if (const auto& req_id = answer_watch_.req_id()) {
       context_.registry.forget_req_id(*req_id);
       if (context_.active != nullptr) context_.active->remove(*req_id);
     }
@@ -143,8 +143,15 @@ class Relay {
       client_.socket().cancel(ignored);
     }
     timer_.cancel();
-    return ForwardResult{response_.status(), child_name_, response_.reusable(), response_.bytes_sent(),
-                         response_.stream_ttfb()};
+    const bool answered = response_.status() >= 200 && response_.status() < 300;
+    ForwardResult result;
+    result.status = response_.status();
+    result.child = child_name_;
+    result.client_reusable = response_.reusable();
+    result.bytes_sent = response_.bytes_sent();
+    result.stream_ttfb = response_.stream_ttfb();
+    if (answered) result.usage = answer_watch_.usage();
+    return result;
   }
 
  private:
@@ -181,7 +188,7 @@ class Relay {
   RelayDeadlines deadlines_;
   ClientResponse response_;
   SteadyTimer timer_;
-  ReqIdWatch req_ids_;
+  AnswerWatch answer_watch_;
   const AttemptSettings settings_;
   ChildRequest child_request_;
   std::optional<std::size_t> current_child_;
@@ -243,9 +250,10 @@ awaitable<void> Relay::dispatch() {
 
 awaitable<AttemptOutcome> Relay::attempt(std::size_t child) {
   current_child_ = child;
+  answer_watch_.new_attempt();
   const RegisteredAttempt registered(context_.active, child, signals_.get());
   ChildAttempt attempt(child, context_.registry.at(child), context_.pool, child_request_, response_, deadlines_,
-                       signals_, timer_, req_ids_, settings_);
+                       signals_, timer_, answer_watch_, settings_);
   AttemptOutcome outcome = co_await attempt.run();
   if (outcome.status != 0 || outcome.end != AttemptEnd::refused) child_name_ = context_.registry.at(child).name;
   co_return outcome;
@@ -328,7 +336,7 @@ awaitable<void> Relay::fail_after_attempts(bool attempted, const std::string& la
 // the reason; the child's work is cancelled where that helps.
 awaitable<void> Relay::end(std::size_t child, const AttemptOutcome& outcome) {
   const Child& chosen = context_.registry.at(child);
-  const auto& req_id = req_ids_.req_id();
+  const auto& req_id = answer_watch_.req_id();
   const auto seconds = [](Clock::duration value) {
     return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(value).count());
   };
@@ -395,7 +403,7 @@ void Relay::cancel_work(std::size_t child) {
   const Child& target = context_.registry.at(child);
   if (context_.metrics) context_.metrics->count_cancel();
   net::co_spawn(client_.get_executor(),
-                cancel_in_background(target.name, target.host, target.ports.api, *req_ids_.req_id(),
+                cancel_in_background(target.name, target.host, target.ports.api, *answer_watch_.req_id(),
                                      config_.cancel_timeout, credentials_of(request_)),
                 LogEscapedException{"cancel"});
 }
@@ -495,6 +503,7 @@ awaitable<bool> forward_request(ForwardContext& context, TcpStream& client,
   relay.begin();
   co_await relay.dispatch();
   result = relay.result();
+  result.took_slot = takes_slot;
   co_return result.client_reusable;
 }
 

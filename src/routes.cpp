@@ -41,6 +41,7 @@ constexpr Route kNoRoute{"", Match::prefix, Methods::any, KeyNeed::none, RouteId
 
 constexpr Route kAdminRoutes[] = {
     {"/admin/children", Match::exact, Methods::get, KeyNeed::required, RouteId::admin_children},
+    {"/admin/usage", Match::exact, Methods::get, KeyNeed::required, RouteId::admin_usage},
     {"/admin/reload", Match::exact, Methods::post, KeyNeed::required, RouteId::admin_reload},
     {"/admin/children/", Match::prefix, Methods::post, KeyNeed::required, RouteId::admin_child_action},
 };
@@ -258,6 +259,7 @@ awaitable<bool> Router::readiness(Exchange exchange) {
 
 awaitable<bool> Router::metrics_text(Exchange exchange) {
   std::string body = services_.metrics.render(registry_, state_.requests_in_flight, services_.dispatcher.queued());
+  services_.usage.append_prometheus(body);
   co_return co_await replies_.reply_text(exchange, std::move(body), "text/plain; version=0.0.4; charset=utf-8");
 }
 
@@ -274,6 +276,19 @@ awaitable<bool> Router::models(Exchange exchange) {
   std::optional<std::string> listed = models_union(registry_.serving_model_sets());
   if (!listed) co_return co_await forward(exchange, /*stream_requested=*/false, /*takes_slot=*/false, {});
   co_return co_await replies_.reply(exchange, 200, std::move(*listed));
+}
+
+void Router::count_usage(const Request& request, const ForwardResult& outcome) {
+  if (!outcome.took_slot) return;
+  // Without keys every request counts under "none": no digest per request then.
+  std::string key(kNoKeyId);
+  if (services_.api_keys.enabled()) {
+    const auto presented = presented_key(request[http::field::authorization], request["X-API-Key"]);
+    if (presented) key = key_id(*presented);
+  }
+  const auto now = std::chrono::system_clock::now();
+  services_.usage.record_request(outcome.child, key, outcome.status, now);
+  if (outcome.usage) services_.usage.record_tokens(outcome.child, key, *outcome.usage, now);
 }
 
 // The body's model as the relay routes by it; the children's MODEL_NAME names none.
@@ -371,6 +386,10 @@ awaitable<bool> Router::admin(Exchange exchange) {
   switch (route.id) {
     case RouteId::admin_children: {
       co_return co_await replies_.reply(exchange, 200, children_json(registry_, Clock::now()));
+    }
+    case RouteId::admin_usage: {
+      const auto usage = services_.usage.to_admin_json(std::chrono::system_clock::now());
+      co_return co_await replies_.reply(exchange, 200, dump_json(usage));
     }
     case RouteId::admin_reload: {
       std::string error = services_.admin.reload ? services_.admin.reload() : "reload is not available";

@@ -24,6 +24,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -367,6 +368,99 @@ UsageBook UsageBook::from_state(const nlohmann::json& state) {
   } catch (const std::exception&) {  // allocation failure: what was read so far
   }
   return book;
+}
+
+namespace {
+constexpr std::string_view kUsageKey = "\"usage\"";
+bool is_json_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+}  // namespace
+
+void UsageScanner::feed(std::string_view bytes) {
+  while (!bytes.empty()) {
+    if (phase_ != Phase::seek) {
+      const char c = bytes.front();
+      bytes.remove_prefix(1);
+      if (!step(c)) phase_ = Phase::seek;
+      continue;
+    }
+    if (!carry_.empty()) {
+      // The key may straddle two pieces: look at the carried bytes and the new ones together.
+      std::string joined = carry_;
+      joined.append(bytes.substr(0, kUsageKey.size() - 1));
+      const std::size_t at = joined.find(kUsageKey);
+      const std::size_t carried = carry_.size();
+      carry_.clear();
+      if (at != std::string::npos && at < carried) {
+        bytes.remove_prefix(at + kUsageKey.size() - carried);
+        phase_ = Phase::colon;
+        continue;
+      }
+      if (bytes.size() < kUsageKey.size()) {
+        // Too short to hold the key itself: its bytes join the carry.
+        carry_.assign(std::string_view(joined).substr(joined.size() - std::min(joined.size(), kUsageKey.size() - 1)));
+        return;
+      }
+    }
+    const std::size_t at = bytes.find(kUsageKey);
+    if (at == std::string_view::npos) {
+      const std::size_t keep = std::min(bytes.size(), kUsageKey.size() - 1);
+      carry_.assign(bytes.substr(bytes.size() - keep));
+      return;
+    }
+    bytes.remove_prefix(at + kUsageKey.size());
+    phase_ = Phase::colon;
+  }
+}
+
+bool UsageScanner::step(char c) {
+  switch (phase_) {
+    case Phase::seek:
+      return false;
+    case Phase::colon:
+      if (is_json_space(c)) return true;
+      if (c != ':') return false;
+      phase_ = Phase::open;
+      return true;
+    case Phase::open:
+      if (is_json_space(c)) return true;
+      if (c != '{') return false;  // "usage": null, or a string that happens to say usage
+      object_.assign(1, '{');
+      depth_ = 1;
+      in_string_ = escaped_ = false;
+      phase_ = Phase::object;
+      return true;
+    case Phase::object:
+      break;
+  }
+  if (object_.size() >= kMaxObject) return false;
+  object_ += c;
+  if (in_string_) {
+    if (escaped_) {
+      escaped_ = false;
+    } else if (c == '\\') {
+      escaped_ = true;
+    } else if (c == '"') {
+      in_string_ = false;
+    }
+    return true;
+  }
+  if (c == '"') {
+    in_string_ = true;
+  } else if (c == '{') {
+    ++depth_;
+  } else if (c == '}' && --depth_ == 0) {
+    last_ = std::move(object_);
+    object_.clear();
+    return false;  // done: seek the next one (a later chunk may carry newer usage)
+  }
+  return true;
+}
+
+std::optional<TokenUsage> UsageScanner::result() const {
+  if (last_.empty()) return std::nullopt;
+  return usage_from_answer("{\"usage\":" + last_ + "}");
 }
 
 }  // namespace coordinator

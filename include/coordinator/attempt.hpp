@@ -13,6 +13,7 @@
 #include "coordinator/relay_deadlines.hpp"
 #include "coordinator/relay_signals.hpp"
 #include "coordinator/upstream.hpp"
+#include "coordinator/usage.hpp"
 
 namespace coordinator {
 
@@ -42,18 +43,29 @@ struct AttemptOutcome {
   Expiry expiry = Expiry::none;       // timed_out: which deadline passed
 };
 
-// Finds the child's req_id in the first bytes of a streamed answer (the real
-// child names it in every chunk id), for cancels and for the owner table.
-class ReqIdWatch {
+// What the relay learns from the bytes of a child's answer: the req_id in the
+// first bytes of a stream (the real child names it in every chunk id), for
+// cancels and the owner table; and the usage the answer reports (its JSON
+// body's, or a stream's last chunk's), for the usage counters.
+class AnswerWatch {
  public:
-  explicit ReqIdWatch(std::function<void(const std::string&)> on_found) : on_found_(std::move(on_found)) {}
-  void scan(std::string_view bytes);
+  explicit AnswerWatch(std::function<void(const std::string&)> on_req_id) : on_req_id_(std::move(on_req_id)) {}
+  void scan(std::string_view bytes, bool stream) {
+    if (stream) scan_req_id(bytes);
+    usage_.feed(bytes);
+  }
   const std::optional<std::string>& req_id() const { return req_id_; }
+  std::optional<TokenUsage> usage() const { return usage_.result(); }
+  // Another attempt begins: what an earlier one reported is not this answer's usage.
+  void new_attempt() { usage_.reset(); }
 
  private:
-  std::function<void(const std::string&)> on_found_;
+  void scan_req_id(std::string_view bytes);
+
+  std::function<void(const std::string&)> on_req_id_;
   std::optional<std::string> req_id_;
   std::string scanned_;
+  UsageScanner usage_;
 };
 
 // The parts of the configuration an attempt uses.
@@ -70,7 +82,7 @@ class ChildAttempt {
  public:
   ChildAttempt(std::size_t index, const Child& child, UpstreamPool& pool, ChildRequest& request, ClientResponse& client,
                RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals, SteadyTimer& timer,
-               ReqIdWatch& req_ids, const AttemptSettings& settings);
+               AnswerWatch& answer_watch, const AttemptSettings& settings);
 
   awaitable<AttemptOutcome> run();
 
@@ -102,7 +114,7 @@ class ChildAttempt {
   RelayDeadlines& deadlines_;
   std::shared_ptr<RelaySignals> signals_;
   SteadyTimer& timer_;
-  ReqIdWatch& req_ids_;
+  AnswerWatch& answer_watch_;
   const AttemptSettings& settings_;
   bool delivered_ = false;  // bytes of the child's answer reached the client: no retry from here on
 };

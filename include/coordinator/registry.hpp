@@ -67,6 +67,11 @@ class Registry {
   // Cooldowns read back from the state file for profile `name` (applied now if
   // it holds a slot, else when it takes one).
   void restore_cooldowns(const std::string& name, std::vector<ModelCooldown> cooldowns, Clock::time_point now);
+  // The cooldowns of profiles that hold no slot now, for the state file.
+  template <class Visit>
+  void for_each_resting_cooldowns(Visit visit) const {
+    for (const auto& [name, cooldowns] : resting_cooldowns_) visit(name, cooldowns);
+  }
   // The status of an answer the child gave a client. Returns the end of the
   // ejection when this answer got the child ejected (state cooling). The last
   // serving child is never ejected: that would only turn its errors into 503s.

@@ -16,6 +16,7 @@
 #include "coordinator/registry.hpp"
 #include "coordinator/relay_signals.hpp"
 #include "coordinator/upstream.hpp"
+#include "coordinator/usage.hpp"
 
 namespace coordinator {
 
@@ -65,11 +66,13 @@ struct RequestedModel {
 };
 
 struct ForwardResult {
-  unsigned status = 0;           // what the client was sent (0: nothing, the client left)
-  std::string child;             // the child that answered, if any
-  bool client_reusable = false;  // the client connection may carry another request
-  std::uint64_t bytes_sent = 0;  // body bytes relayed to the client
-  double stream_ttfb = -1;       // seconds to the first byte of a streamed answer (-1: not a stream)
+  unsigned status = 0;              // what the client was sent (0: nothing, the client left)
+  std::string child;                // the child that answered, if any
+  bool client_reusable = false;     // the client connection may carry another request
+  std::uint64_t bytes_sent = 0;     // body bytes relayed to the client
+  double stream_ttfb = -1;          // seconds to the first byte of a streamed answer (-1: not a stream)
+  bool took_slot = false;           // a chat request (counted in the usage book), not /v1/models
+  std::optional<TokenUsage> usage;  // what a 2xx answer reported (its body's or its last chunk's `usage`)
 };
 
 // Forwards `request` to a child and relays its answer to `client` as it

@@ -15,6 +15,7 @@
 #include "coordinator/relay.hpp"
 #include "coordinator/responses.hpp"
 #include "coordinator/upstream.hpp"
+#include "coordinator/usage.hpp"
 
 namespace coordinator {
 
@@ -34,6 +35,7 @@ enum class RouteId {
   not_found,
   // Under /admin/, checked after the loopback check.
   admin_children,
+  admin_usage,
   admin_reload,
   admin_child_action,  // /admin/children/{name}/{restart|drain|undrain}
 };
@@ -84,6 +86,7 @@ struct ServerServices {
   Dispatcher& dispatcher;
   UpstreamPool& pool;
   Metrics& metrics;
+  UsageBook& usage;
   const ApiKeyStore& api_keys;
   std::function<void(std::size_t, std::string)> recycle;
   std::function<std::string()> fleet_extra;  // extra /ready fields (JSON object)
@@ -135,6 +138,8 @@ class Router {
 
   awaitable<bool> route(Exchange exchange);
   Metrics& metrics() { return services_.metrics; }
+  // A chat request is done: counted for its child and its key (GET /admin/usage).
+  void count_usage(const Request& request, const ForwardResult& outcome);
   // A child's log showed a quota hit: cool it down, send its unserved attempts elsewhere.
   void note_child_quota(std::size_t child) {
     report_quota_from_child_log(forward_, child, "out of quota (its log: GLOBAL ALERT: Quota Exceeded!)");

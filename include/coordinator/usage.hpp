@@ -43,6 +43,31 @@ std::optional<TokenUsage> usage_from_answer(std::string_view json_body);
 // Only a chunk that carries `usage` counts; `[DONE]` and garbage give nullopt.
 std::optional<TokenUsage> usage_from_stream_chunk(std::string_view data_line_payload);
 
+// Finds the last `"usage": {...}` object of an answer fed to it piece by piece
+// (a JSON body, or an SSE stream whose last chunk carries it), without keeping
+// the answer: only the object itself is held (at most kMaxObject bytes).
+class UsageScanner {
+ public:
+  static constexpr std::size_t kMaxObject = 1024;
+
+  void feed(std::string_view bytes);
+  // The tokens of the last complete object found.
+  std::optional<TokenUsage> result() const;
+  void reset() { *this = UsageScanner{}; }
+
+ private:
+  enum class Phase { seek, colon, open, object };
+  bool step(char c);  // one byte after the key; false: back to seeking
+
+  Phase phase_ = Phase::seek;
+  std::string carry_;   // the last bytes of a piece that may begin the key
+  std::string object_;  // the object being read
+  std::string last_;    // the last complete one
+  int depth_ = 0;
+  bool in_string_ = false;
+  bool escaped_ = false;
+};
+
 // The class a request's final status is counted under. 0 stands for "no status"
 // (the client went away or the request was cancelled before an answer).
 enum class StatusClass : std::size_t { s2xx, s4xx, s5xx, other };

@@ -312,3 +312,43 @@ TEST(UsageBook, FromStateOfAnythingElseIsEmpty) {
     EXPECT_TRUE(UsageBook::from_state(state).entries().empty()) << state.dump();
   }
 }
+
+// ---- UsageScanner: the last usage object of an answer fed piece by piece ----
+
+TEST(UsageScanner, FindsTheUsageOfAJsonAnswerWhereverItIsSplit) {
+  const std::string body =
+      R"({"id":"chatcmpl-1","choices":[{"message":{"role":"assistant","content":"say \"usage\": {no}"}}],)"
+      R"("usage": {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42}})";
+  for (std::size_t cut = 0; cut <= body.size(); ++cut) {
+    UsageScanner scanner;
+    scanner.feed(std::string_view(body).substr(0, cut));
+    scanner.feed(std::string_view(body).substr(cut));
+    ASSERT_EQ(scanner.result(), (TokenUsage{12, 30, 42})) << "cut at " << cut;
+  }
+}
+
+TEST(UsageScanner, TakesTheLastChunkOfAStreamThatCarriesUsage) {
+  UsageScanner scanner;
+  scanner.feed("data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n");
+  EXPECT_EQ(scanner.result(), std::nullopt);
+  scanner.feed("data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],");
+  scanner.feed("\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\n\ndata: [DONE]\n\n");
+  EXPECT_EQ(scanner.result(), (TokenUsage{3, 4, 7}));
+  // Fed one byte at a time, the same.
+  UsageScanner bytewise;
+  const std::string stream = "data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n";
+  for (char c : stream) bytewise.feed(std::string_view(&c, 1));
+  EXPECT_EQ(bytewise.result(), (TokenUsage{1, 2, 3}));
+}
+
+TEST(UsageScanner, NothingForAnswersWithoutUsageOrWithAnOversizedOne) {
+  UsageScanner none;
+  none.feed(R"({"choices":[]})");
+  EXPECT_EQ(none.result(), std::nullopt);
+  UsageScanner huge;
+  huge.feed("{\"usage\":{\"prompt_tokens\":1,\"pad\":\"" + std::string(UsageScanner::kMaxObject, 'x') + "\"}}");
+  EXPECT_EQ(huge.result(), std::nullopt);
+  huge.reset();
+  huge.feed(R"({"usage":{"prompt_tokens":5,"completion_tokens":5}})");
+  EXPECT_EQ(huge.result(), (TokenUsage{5, 5, 10}));
+}

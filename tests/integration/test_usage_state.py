@@ -1,0 +1,183 @@
+"""Usage and the state file (issue 14).
+
+* Usage per child and per API key: requests by status class and the tokens the child reported
+  (a JSON answer's ``usage``, a stream's last chunk's); ``GET /admin/usage`` and /metrics
+  (``coordinator_tokens_total{child,key,kind}``); a key shows as ``key-`` + the first 8 hex
+  digits of its SHA-256, never as itself.
+* ``--state-file``: the model cooldowns and the usage counters survive a restart of the
+  coordinator (also after ``kill -9``); a corrupt file is set aside and the coordinator starts.
+
+Every wait is bounded; all traffic is on 127.0.0.1.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import Coordinator, require_binary, served_by, wait_until  # noqa: E402
+
+from test_model_quota import cooling_models  # noqa: E402
+from test_models import wait_models_learned  # noqa: E402
+
+
+def setUpModule():
+    require_binary()
+
+
+def key_id(key):
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def last_usage(r):
+    """The usage a streamed answer's chunks carried (the last one that had any)."""
+    usage = None
+    for line in r.text.splitlines():
+        if line.startswith("data: {"):
+            usage = json.loads(line[6:]).get("usage") or usage
+    return usage
+
+
+def port_free(port):
+    """As the coordinator checks a child's port: a listener could bind it (TIME_WAIT is no owner)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def keyed(profiles, keys, extra=()):
+    c = Coordinator(profiles, extra_args=["--api-keys-file", "keys.txt"] + list(extra))
+    with open(os.path.join(c.dir, "keys.txt"), "w") as f:
+        f.write("".join(k + "\n" for k in keys))
+    return c
+
+
+class UsageTests(unittest.TestCase):
+    def test_usage_by_child_and_key_in_admin_usage_and_metrics(self):
+        one, two = "sk-test-one-0123456789", "sk-test-two-9876543210"
+        with keyed({"alpha": {}}, [one, two]) as c:
+            expected = {one: [0, 0, 0], two: [0, 0, 0]}
+            for key, stream in ((one, False), (one, True), (two, False)):
+                r = c.chat("count me", stream=stream, headers={"Authorization": f"Bearer {key}"})
+                self.assertEqual(r.status, 200, r.text)
+                usage = last_usage(r) if stream else r.json()["usage"]
+                self.assertTrue(usage and usage["total_tokens"] > 0, r.text)
+                for i, kind in enumerate(("prompt_tokens", "completion_tokens", "total_tokens")):
+                    expected[key][i] += usage[kind]
+            bad = c.post_json("/v1/chat/completions", {"messages": "nope"},
+                              headers={"Authorization": f"Bearer {two}"})
+            self.assertEqual(bad.status, 422, bad.text)
+
+            r = c.get("/admin/usage", headers={"Authorization": f"Bearer {one}"})
+            self.assertEqual(r.status, 200, r.text)
+            body = r.json()
+            self.assertNotIn(one, r.text)
+            self.assertNotIn(two, r.text)
+            for view in ("totals", "today"):
+                by_key = body[view]["by_key"]
+                self.assertEqual(set(by_key), {key_id(one), key_id(two)}, body)
+                self.assertEqual(by_key[key_id(one)]["requests"]["2xx"], 2)
+                self.assertEqual(by_key[key_id(two)]["requests"]["2xx"], 1)
+                self.assertEqual(by_key[key_id(two)]["requests"]["4xx"], 1)
+                for key in (one, two):
+                    tokens = by_key[key_id(key)]["tokens"]
+                    self.assertEqual([tokens["prompt"], tokens["completion"], tokens["total"]], expected[key])
+                self.assertEqual(body[view]["by_child"]["alpha"]["requests"]["all"], 4)
+
+            metrics = c.get("/metrics").text
+            self.assertNotIn(one, metrics)
+            line = f'coordinator_tokens_total{{child="alpha",key="{key_id(one)}",kind="total"}} {expected[one][2]}'
+            self.assertIn(line, metrics)
+            self.assertIn(f'coordinator_requests_by_key_total{{key="{key_id(two)}",class="4xx"}} 1', metrics)
+
+    def test_without_keys_every_request_counts_under_none(self):
+        with Coordinator({"alpha": {}}) as c:
+            self.assertEqual(c.chat("hi").status, 200)
+            body = c.get("/admin/usage").json()
+            self.assertEqual(list(body["totals"]["by_key"]), ["none"])
+            self.assertEqual(body["totals"]["requests"]["2xx"], 1)
+
+
+class StateFileTests(unittest.TestCase):
+    PROFILES = {"alpha": {"models": ["m-a", "m-b"], "quota_models": ["m-a"]},
+                "beta": {"models": ["m-a", "m-b"]}}
+
+    def spend(self, c):
+        wait_models_learned(c, ["alpha", "beta"])
+        for i in range(3):
+            self.assertEqual(served_by(c.chat(f"a {i}", model="m-a")), "beta")
+        return cooling_models(c, "alpha")["m-a"]["until"]
+
+    def test_a_cooldown_and_the_usage_survive_a_restart(self):
+        c = Coordinator(self.PROFILES, extra_args=["--quota-cooldown", "600"])
+        state = os.path.join(c.log_dir, "state.json")  # the default: next to the logs
+        with c:
+            until = self.spend(c)
+            self.assertEqual(c.stop(), 0)
+            with open(state) as f:
+                saved = json.load(f)
+            self.assertEqual(saved["version"], 1)
+            self.assertEqual(oct(os.stat(state).st_mode & 0o777), "0o600")
+            text = json.dumps(saved)
+            self.assertNotIn("cookies", text)
+            c.start()
+            c.wait_ready(2)
+            wait_models_learned(c, ["alpha", "beta"])
+            cooling = cooling_models(c, "alpha")
+            self.assertEqual(list(cooling), ["m-a"], c.children())
+            self.assertEqual(cooling["m-a"]["until"], until)
+            self.assertTrue(550 <= cooling["m-a"]["seconds_left"] <= 600, cooling)
+            # Still routed around: alpha gets no request for m-a after the restart.
+            before = len(c.chat_requests("alpha"))
+            self.assertEqual(served_by(c.chat("after", model="m-a")), "beta")
+            self.assertEqual(len(c.chat_requests("alpha")), before)
+            usage = c.get("/admin/usage").json()["totals"]
+            self.assertEqual(usage["requests"]["2xx"], 4, usage)  # 3 before the restart, 1 after
+
+    def test_kill_9_leaves_a_file_that_loads(self):
+        c = Coordinator(self.PROFILES, extra_args=["--quota-cooldown", "600"])
+        with c:
+            self.spend(c)
+            state = os.path.join(c.log_dir, "state.json")
+            self.assertTrue(wait_until(lambda: os.path.exists(state), 5), "written within about a second")
+            c.proc.send_signal(signal.SIGKILL)
+            c.proc.wait(timeout=10)
+            # Its orphan guard ends the old children; their ports must be free for the next start.
+            ports = [c.api_base + i * c.port_step for i in range(2)]
+            self.assertTrue(wait_until(lambda: all(port_free(p) for p in ports), 15), "old children gone")
+            c.start()
+            c.wait_ready(2)
+            self.assertEqual(list(cooling_models(c, "alpha")), ["m-a"])
+            self.assertNotIn("set aside", open(c.stdout_path).read() + open(c.stderr_path).read())
+
+    def test_a_corrupt_state_file_is_set_aside_and_the_coordinator_starts(self):
+        c = Coordinator({"alpha": {}}, extra_args=["--state-file", "my-state.json"])
+        path = os.path.join(c.dir, "my-state.json")
+        with open(path, "w") as f:
+            f.write('{"version": 1, "profiles": {"alpha": ')  # cut short
+        with c:
+            self.assertEqual(c.chat("hi").status, 200)
+            aside = [n for n in os.listdir(c.dir) if n.startswith("my-state.json.corrupt-")]
+            self.assertEqual(len(aside), 1, os.listdir(c.dir))
+            output = open(c.stdout_path).read() + open(c.stderr_path).read()
+            self.assertIn("set aside", output)
+
+    def test_none_turns_it_off(self):
+        c = Coordinator({"alpha": {}}, extra_args=["--state-file", "none"])
+        with c:
+            self.assertEqual(c.chat("hi").status, 200)
+            self.assertEqual(c.stop(), 0)
+            self.assertFalse(os.path.exists(os.path.join(c.log_dir, "state.json")))
+
+
+if __name__ == "__main__":
+    unittest.main()
