@@ -151,22 +151,22 @@ std::optional<ProtocolError> copy_field(const json* value, std::string_view name
   const std::string field(name);
   switch (kind) {
     case FieldKind::number:
-      if (!value->is_number()) return invalid_request(field, field + " must be a number.");
+      if (!value->is_number()) return invalid_request(field, field + ": must be a number.");
       break;
     case FieldKind::positive_integer:
       // nlohmann parses every non-negative integer as unsigned.
       if (!value->is_number_integer() ||
           (value->is_number_unsigned() ? value->get<std::uint64_t>() < 1 : value->get<std::int64_t>() < 1)) {
-        return invalid_request(field, field + " must be a positive integer.");
+        return invalid_request(field, field + ": must be a positive integer.");
       }
       break;
     case FieldKind::boolean:
-      if (!value->is_boolean()) return invalid_request(field, field + " must be a boolean.");
+      if (!value->is_boolean()) return invalid_request(field, field + ": must be a boolean.");
       break;
     case FieldKind::string_list: {
       bool strings = value->is_array();
       for (const json& item : strings ? *value : json::array()) strings = strings && item.is_string();
-      if (!strings) return invalid_request(field, field + " must be a list of strings.");
+      if (!strings) return invalid_request(field, field + ": must be a list of strings.");
       break;
     }
   }
