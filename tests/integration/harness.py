@@ -865,6 +865,7 @@ FAST_FAKE_DEFAULTS = {
     "quota_attempt_delay": 0.2,    # a prompt submission that meets AI Studio's quota error
     "quota_comment_interval": 0.2,  # ": processing auth rotation..." lines 2 s apart
     "quota_park": 1.0,             # ensure_request_lock parking before 530 (60 s)
+    "tool_call_pause": 0.2,        # a stream's pause before function calls with no text (2 s)
 }
 
 
