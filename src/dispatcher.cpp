@@ -33,6 +33,7 @@ std::optional<std::size_t> Dispatcher::pick_without_slot(const std::vector<bool>
 bool Dispatcher::enqueue(Waiter* waiter) {
   if (queue_.size() >= max_queue_) return false;
   queue_.push_back(waiter);
+  if (std::find(turns_.begin(), turns_.end(), waiter->key) == turns_.end()) turns_.emplace_back(waiter->key);
   pump();
   return true;
 }
@@ -48,25 +49,54 @@ void Dispatcher::release(std::size_t child, bool served) {
 void Dispatcher::pump() {
   // take_slot changes states, which calls back into pump through the
   // registry's capacity listener: one pass at a time.
-  if (pumping_) return;
+  if (pumping_ || queue_.empty()) return;
   pumping_ = true;
+  const auto now = Clock::now();
+  // Waiters no child could ever serve are refused, wherever they stand.
   for (auto it = queue_.begin(); it != queue_.end();) {
     Waiter* waiter = *it;
-    const auto now = Clock::now();
-    if (const auto child = registry_.pick(*waiter->tried, true, waiter->model, now)) {
-      registry_.take_slot(*child, now);
-      waiter->granted = *child;
-    } else if (!registry_.any_serving(*waiter->tried, waiter->model, now) &&
-               !registry_.first_cooldown_end(*waiter->tried, waiter->model, now)) {
-      waiter->refused = true;
-    } else {
+    if (registry_.any_serving(*waiter->tried, waiter->model, now) ||
+        registry_.first_cooldown_end(*waiter->tried, waiter->model, now)) {
       ++it;
       continue;
     }
+    waiter->refused = true;
     it = queue_.erase(it);
     if (waiter->wake) waiter->wake();
   }
+  while (Waiter* granted = grant_next(now)) {
+    if (granted->wake) granted->wake();
+  }
   pumping_ = false;
+}
+
+// The next waiter a free child can take, its slot taken: the keys in turn (the
+// one served longest ago first), the first such waiter of that key.
+Waiter* Dispatcher::grant_next(Clock::time_point now) {
+  for (std::size_t turn = 0; turn < turns_.size();) {
+    const std::string_view key = turns_[turn];
+    bool key_waits = false;
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      Waiter* waiter = *it;
+      if (waiter->key != key) continue;
+      key_waits = true;
+      const auto child = registry_.pick(*waiter->tried, true, waiter->model, now);
+      if (!child) continue;
+      registry_.take_slot(*child, now);
+      waiter->granted = *child;
+      queue_.erase(it);
+      // This key's turn is over: it goes to the back.
+      std::rotate(turns_.begin() + static_cast<std::ptrdiff_t>(turn),
+                  turns_.begin() + static_cast<std::ptrdiff_t>(turn) + 1, turns_.end());
+      return waiter;
+    }
+    if (key_waits) {
+      ++turn;
+    } else {
+      turns_.erase(turns_.begin() + static_cast<std::ptrdiff_t>(turn));  // nobody of that key waits any more
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace coordinator

@@ -428,6 +428,10 @@ awaitable<Relay::Acquired> Relay::wait_in_queue(const std::vector<bool>& tried) 
   Waiter waiter;
   waiter.tried = &tried;
   waiter.model = model_;
+  if (context_.api_keys != nullptr && context_.api_keys->enabled()) {
+    // The key has been checked at the edge; it only tells whose turn it is.
+    waiter.key = presented_key(request_[http::field::authorization], request_["X-API-Key"]).value_or("");
+  }
   waiter.wake = [signals = signals_] {
     if (signals->queue_timer != nullptr) signals->queue_timer->cancel();
   };

@@ -189,9 +189,9 @@ Router::Router(net::io_context& io, const Config& config, ServerServices service
       registry_(services_.registry),
       replies_(replies),
       state_(state),
-      forward_{config,         services_.registry, services_.dispatcher,
-               services_.pool, services_.recycle,  &services_.metrics,
-               &active_relays_},
+      forward_{config,          services_.registry, services_.dispatcher,
+               services_.pool,  services_.recycle,  &services_.metrics,
+               &active_relays_, &services_.api_keys},
       proxy_model_name_(proxy_model_name_from_environment()) {}
 
 // route, handle and chat_completions are not coroutines: each only picks the

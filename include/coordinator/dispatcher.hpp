@@ -4,6 +4,7 @@
 #include <deque>
 #include <functional>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -17,6 +18,7 @@ namespace coordinator {
 struct Waiter {
   const std::vector<bool>* tried = nullptr;
   std::string_view model;  // only children that may serve it (empty: any)
+  std::string_view key;    // whose request (its API key; empty without keys): keys take turns
   std::optional<std::size_t> granted;
   bool refused = false;
   std::function<void()> wake;
@@ -55,7 +57,9 @@ class Dispatcher {
   std::size_t queued() const { return queue_.size(); }
 
   void release(std::size_t child, bool served);
-  // Hands free slots to waiters in FIFO order; refuses the ones no child can serve.
+  // Hands free slots to waiters, the keys taking turns (round robin between
+  // API keys, FIFO within one key: one key's hundred queued requests do not
+  // hold back another key's one); refuses the ones no child can serve.
   void pump();
 
  private:
@@ -63,7 +67,10 @@ class Dispatcher {
   Balance balance_;
   std::size_t max_queue_;
   Clock::duration queue_timeout_;
+  Waiter* grant_next(Clock::time_point now);
+
   std::deque<Waiter*> queue_;
+  std::vector<std::string> turns_;  // keys with waiters, the next to be served first
   bool pumping_ = false;
 };
 

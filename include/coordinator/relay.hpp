@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "coordinator/api_keys.hpp"
 #include "coordinator/asio.hpp"
 #include "coordinator/child_client.hpp"
 #include "coordinator/config.hpp"
@@ -54,6 +55,8 @@ struct ForwardContext {
   std::function<void(std::size_t, std::string)> recycle;
   Metrics* metrics = nullptr;
   ActiveRelays* active = nullptr;
+  // With keys, queued requests take turns by key (Dispatcher::pump).
+  const ApiKeyStore* api_keys = nullptr;
 };
 
 // The model a request names (empty: any child): a view into the request body,

@@ -20,7 +20,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Coordinator, require_binary, served_by, wait_until  # noqa: E402
+from harness import Background, Coordinator, require_binary, served_by, wait_until  # noqa: E402
 
 from test_model_quota import cooling_models  # noqa: E402
 from test_models import wait_models_learned  # noqa: E402
@@ -105,6 +105,32 @@ class UsageTests(unittest.TestCase):
             body = c.get("/admin/usage").json()
             self.assertEqual(list(body["totals"]["by_key"]), ["none"])
             self.assertEqual(body["totals"]["requests"]["2xx"], 1)
+
+
+class FairSharingTests(unittest.TestCase):
+    def test_queued_requests_take_turns_by_key(self):
+        # One child, 0.4 s per answer: key A queues five, then key B one. B is served third
+        # (after A's first, which took the child at once, and A's second, whose turn came
+        # first), not sixth as in one FIFO.
+        heavy, light = "sk-heavy-user-000000", "sk-light-user-111111"
+        with keyed({"alpha": {"chat_delay": 0.4}}, [heavy, light]) as c:
+            def ask(key):
+                return lambda i: c.chat(f"{key[:8]} {i}", headers={"Authorization": f"Bearer {key}"},
+                                        timeout=20)
+            def queued():
+                for line in c.get("/metrics").text.splitlines():
+                    if line.startswith("coordinator_requests_queued "):
+                        return int(float(line.split()[1]))
+                return -1
+            heavy_jobs = [Background(ask(heavy), i) for i in range(5)]
+            self.assertTrue(wait_until(lambda: queued() == 4, 10), "one heavy request runs, four wait")
+            light_job = Background(ask(light))
+            for job in heavy_jobs + [light_job]:
+                self.assertTrue(job.join(20), "every request answered")
+                self.assertEqual(job.result.status, 200, job.result.text)
+            finished_before_light = sum(1 for job in heavy_jobs if job.t_end < light_job.t_end)
+            self.assertLessEqual(finished_before_light, 2,
+                                 [round(j.t_end - light_job.t_start, 2) for j in heavy_jobs])
 
 
 class StateFileTests(unittest.TestCase):

@@ -408,3 +408,49 @@ TEST(DispatcherModels, UnionComesFromServingChildrenOnly) {
   fleet.registry.assign_profile(0, "other", "/p/other.json");
   EXPECT_FALSE(fleet.registry.at(0).models.known);
 }
+
+// ---- Fair sharing: queued requests take turns by API key, FIFO within one key ----
+
+TEST(DispatcherFairShare, KeysTakeTurnsAndEachKeyIsServedInOrder) {
+  Fleet fleet(1, Balance::least_busy);
+  fleet.granted();  // the only child is busy
+  std::vector<int> woken;
+  TestWaiter a1(&woken, 11), a2(&woken, 12), a3(&woken, 13), b1(&woken, 21), c1(&woken, 31);
+  for (auto* w : {&a1, &a2, &a3}) w->waiter.key = "key-a";
+  b1.waiter.key = "key-b";
+  c1.waiter.key = "key-c";
+  for (auto* w : {&a1, &a2, &a3, &b1, &c1}) ASSERT_TRUE(fleet.dispatcher.enqueue(&w->waiter));
+  for (int i = 0; i < 5; ++i) fleet.dispatcher.release(0, true);
+  // a's hundred would otherwise hold back b's and c's one.
+  EXPECT_EQ(woken, (std::vector<int>{11, 21, 31, 12, 13}));
+}
+
+TEST(DispatcherFairShare, WithoutKeysTheQueueIsFifo) {
+  Fleet fleet(1, Balance::least_busy);
+  fleet.granted();
+  std::vector<int> woken;
+  TestWaiter first(&woken, 1), second(&woken, 2), third(&woken, 3);
+  for (auto* w : {&first, &second, &third}) ASSERT_TRUE(fleet.dispatcher.enqueue(&w->waiter));
+  for (int i = 0; i < 3; ++i) fleet.dispatcher.release(0, true);
+  EXPECT_EQ(woken, (std::vector<int>{1, 2, 3}));
+}
+
+TEST(DispatcherFairShare, AKeyWhoseWaiterCannotBeServedDoesNotBlockTheOthers) {
+  Fleet fleet(2, Balance::least_busy);
+  fleet.registry.report_models(0, listing({"a"}));
+  fleet.registry.report_models(1, listing({"b"}));
+  fleet.granted();
+  fleet.granted();
+  std::vector<int> woken;
+  TestWaiter wants_b(&woken, 1), wants_a(&woken, 2);
+  wants_b.waiter.key = "key-x";
+  wants_b.waiter.model = "b";
+  wants_a.waiter.key = "key-y";
+  wants_a.waiter.model = "a";
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&wants_b.waiter));
+  ASSERT_TRUE(fleet.dispatcher.enqueue(&wants_a.waiter));
+  fleet.dispatcher.release(0, true);  // child 0 lists only a: key-x's turn is skipped
+  EXPECT_EQ(woken, (std::vector<int>{2}));
+  fleet.dispatcher.release(1, true);
+  EXPECT_EQ(woken, (std::vector<int>{2, 1}));
+}

@@ -362,7 +362,8 @@ struct RelayHarness {
                 pool,
                 [this](std::size_t child, std::string why) { recycled.emplace_back(child, std::move(why)); },
                 nullptr,
-                &active},
+                &active,
+                nullptr},
         front(io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)) {
     registry.set_capacity_listener([this] { dispatcher.pump(); });
     if (ready) {
