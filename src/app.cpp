@@ -340,6 +340,10 @@ void Coordinator::serve() {
   } else {
     spdlog::info("coordinator listening on {}:{} with {} children (profiles {})", config_.host, config_.port,
                  registry_.size(), config_.profiles_dir.string());
+    for (std::size_t slot = 0; slot < registry_.size(); ++slot) {
+      if (const auto held = state_.held_back(registry_.at(slot)))
+        supervisor_->hold_back(slot, held->logged_out, held->reason);
+    }
     supervisor_->start();
   }
   server_.start();

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "coordinator/http_util.hpp"
+#include "coordinator/working_profile.hpp"
 
 namespace coordinator {
 
@@ -26,6 +27,12 @@ void add_cooldowns(ProfileState& profile, const ModelCooldowns& cooldowns, Clock
     if (cooldown.until <= now) continue;
     profile.cooldowns.push_back({cooldown.model, to_wall(cooldown.until, now, wall_now), cooldown.reason});
   }
+}
+
+std::optional<ProfileFileStamp> stamp_of(const std::filesystem::path& file) {
+  const auto stamp = file_stamp(file);
+  if (!stamp) return std::nullopt;
+  return ProfileFileStamp{stamp->mtime_ns, static_cast<std::uint64_t>(stamp->size)};
 }
 
 }  // namespace
@@ -63,10 +70,26 @@ void StateKeeper::load() {
     registry_.restore_cooldowns(name, std::move(restored), now);
   }
   if (!loaded.state.usage.is_null()) usage_ = UsageBook::from_state(loaded.state.usage);
+  loaded_ = std::move(loaded.state.profiles);
   spdlog::info("state file {}: {} profile(s), {} model cooldown(s) restored{}", path_.string(),
                loaded.state.profiles.size(), cooldowns,
                loaded.skipped.empty() ? "" : fmt::format(" ({} malformed part(s) skipped)", loaded.skipped.size()));
   last_written_ = dump_json(snapshot());
+}
+
+std::optional<StateKeeper::HeldBack> StateKeeper::held_back(const Child& child) const {
+  const auto found = loaded_.find(child.name);
+  if (found == loaded_.end() || child.attached) return std::nullopt;
+  const ProfileState& saved = found->second;
+  if (saved.needs_relogin && saved.relogin_file_stamp && stamp_of(child.profile) == saved.relogin_file_stamp) {
+    return HeldBack{true, "logged out before the restart: replace " + child.profile.filename().string() +
+                              " with a fresh login, then reload (SIGHUP or POST /admin/reload)"};
+  }
+  if (saved.parked) {
+    return HeldBack{false, "parked before the restart (too many failures): POST /admin/children/" + child.name +
+                               "/restart starts it"};
+  }
+  return std::nullopt;
 }
 
 void StateKeeper::start() {
@@ -102,14 +125,37 @@ void StateKeeper::submit_if_changed() {
   writer_->submit(std::move(document));
 }
 
-nlohmann::json StateKeeper::snapshot() const {
+nlohmann::json StateKeeper::snapshot() {
   const auto now = Clock::now();
   const auto wall_now = Wall::now();
   FleetState state;
   for (const Child& child : registry_.children()) {
     if (child.attached) continue;  // an --upstream is no account of ours
-    add_cooldowns(state.profiles[child.name], child.model_cooldowns, now, wall_now);
+    ProfileState& profile = state.profiles[child.name];
+    add_cooldowns(profile, child.model_cooldowns, now, wall_now);
+    if (child.state == ChildState::retired) {
+      // Stopped for good (the shutdown, or its file removed): what it was before counts.
+      if (const auto last = last_flags_.find(child.name); last != last_flags_.end()) {
+        profile.parked = last->second.parked;
+        profile.needs_relogin = last->second.needs_relogin;
+        profile.relogin_file_stamp = last->second.relogin_file_stamp;
+      }
+      continue;
+    }
+    profile.parked = child.state == ChildState::failed;
+    profile.needs_relogin = child.state == ChildState::needs_relogin;
+    if (!profile.needs_relogin) {
+      relogin_stamps_.erase(child.name);
+      continue;
+    }
+    auto stamp = relogin_stamps_.find(child.name);
+    if (stamp == relogin_stamps_.end()) {
+      // First seen logged out (within a second of it, or held back at start with its file unchanged).
+      if (const auto first = stamp_of(child.profile)) stamp = relogin_stamps_.emplace(child.name, *first).first;
+    }
+    if (stamp != relogin_stamps_.end()) profile.relogin_file_stamp = stamp->second;
   }
+  for (const auto& [name, profile] : state.profiles) last_flags_[name] = profile;
   registry_.for_each_resting_cooldowns([&](const std::string& name, const ModelCooldowns& cooldowns) {
     add_cooldowns(state.profiles[name], cooldowns, now, wall_now);
   });

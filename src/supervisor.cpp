@@ -76,8 +76,20 @@ bool Supervisor::manages(pid_t pid) const {
   return false;
 }
 
+void Supervisor::hold_back(std::size_t index, bool logged_out, std::string reason) {
+  Slot& slot = slots_.at(index);
+  slot.held_stamp = file_stamp(registry_.at(index).profile);
+  if (!slot.held_stamp) slot.held_stamp = FileStamp{};
+  const auto now = Clock::now();
+  registry_.apply(index, ChildEvent::exited, {}, now);
+  registry_.apply(index, logged_out ? ChildEvent::logged_out : ChildEvent::parked, reason, now);
+  spdlog::warn("child {} is not started: {}", registry_.at(index).name, reason);
+}
+
 void Supervisor::start() {
-  for (std::size_t i = 0; i < slots_.size(); ++i) schedule_start(i, Clock::duration::zero());
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    if (!slots_[i].held_stamp) schedule_start(i, Clock::duration::zero());
+  }
   net::co_spawn(io_, monitor(), LogEscapedException{"supervisor monitor"});
 }
 

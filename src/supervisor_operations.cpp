@@ -58,6 +58,7 @@ std::string Supervisor::restart(std::size_t index) {
     history_.erase(registry_.at(index).name);
     std::erase_if(parked_, [&](const Profile& p) { return p.name == registry_.at(index).name; });
     registry_.set_retire_on_exit(index, false);
+    slot.held_stamp.reset();
     registry_.apply(index, ChildEvent::restart_scheduled, "restart requested by an operator", Clock::now());
     schedule_start(index, Clock::duration::zero());
     return {};
@@ -119,6 +120,14 @@ std::string Supervisor::reload(const std::vector<Profile>& profiles) {
       continue;
     }
     const bool ran_this_profile = process && process->profile.source() == child.profile;
+    if (!process && child.state == ChildState::needs_relogin && slots_[i].held_stamp &&
+        file_stamp(child.profile) != slots_[i].held_stamp) {
+      // Held back at start (logged out before the restart): its file was replaced since.
+      spdlog::info("reload: profile {} was replaced; starting its logged-out child", child.name);
+      restart(i);
+      ++restarted;
+      continue;
+    }
     if (!ran_this_profile) continue;
     if (process->running) sync_profile(*process, /*final=*/false);  // a pending refresh is not a change
     if (!process->profile.changed_by_operator()) continue;

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -43,6 +44,11 @@ class Supervisor {
   // Resolves the interpreter and launcher once, makes the log and runtime
   // folders; returns a one-line error if unusable.
   std::string prepare();
+  // Before start(): the state file says this profile was logged out (and its
+  // file is unchanged since: `logged_out`) or parked. It is not started; an
+  // operator's restart starts it, and so does a reload that finds its file
+  // changed (for a logged-out one).
+  void hold_back(std::size_t slot, bool logged_out, std::string reason);
   // Schedules every slot's first start (--start-stagger apart) and the monitor.
   void start();
   // Stops a stuck child and restarts it as after a failure.
@@ -92,6 +98,7 @@ class Supervisor {
     bool stop_is_failure = false;
     bool retire_when_stopped = false;  // drained by an operator or a reload: do not restart
     std::string stop_reason;
+    std::optional<FileStamp> held_stamp;  // held back at start: its profile file then
   };
 
   void schedule_start(std::size_t slot, Clock::duration delay);

@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -184,6 +185,50 @@ class StateFileTests(unittest.TestCase):
             c.wait_ready(2)
             self.assertEqual(list(cooling_models(c, "alpha")), ["m-a"])
             self.assertNotIn("set aside", open(c.stdout_path).read() + open(c.stderr_path).read())
+
+    def test_a_logged_out_profile_is_not_started_after_a_restart_until_its_file_changes(self):
+        c = Coordinator({"alpha": {"logged_out": True}, "beta": {}}, wait_ready=1,
+                        extra_args=["--max-restarts", "1"])
+        with c:
+            self.assertEqual((c.wait_state("alpha", "needs_relogin", 15) or {}).get("state"), "needs_relogin")
+            state = os.path.join(c.log_dir, "state.json")
+            self.assertTrue(wait_until(lambda: os.path.exists(state) and
+                                       json.load(open(state))["profiles"]["alpha"].get("needs_relogin"), 5))
+            self.assertEqual(c.stop(), 0)
+            starts = len(c.start_records("alpha"))
+            c.start()
+            c.wait_ready(1)
+            alpha = c.wait_state("alpha", "needs_relogin", 5)
+            self.assertEqual((alpha or {}).get("state"), "needs_relogin", c.children())
+            self.assertIn("logged out before the restart", alpha["last_error"])
+            time.sleep(1)
+            self.assertEqual(len(c.start_records("alpha")), starts, "not started again")
+            # A fresh login and a reload start it.
+            c.rewrite_profile("alpha", {})
+            c.signal(signal.SIGHUP)
+            self.assertEqual((c.wait_state("alpha", "ready", 20) or {}).get("state"), "ready", c.output_tail())
+            self.assertEqual(len(c.start_records("alpha")), starts + 1)
+
+    def test_a_parked_profile_stays_parked_after_a_restart(self):
+        c = Coordinator({"alpha": {"crash_on_start": True}, "beta": {}}, wait_ready=1,
+                        extra_args=["--max-restarts", "1"])
+        with c:
+            self.assertEqual((c.wait_state("alpha", "failed", 30) or {}).get("state"), "failed", c.output_tail())
+            state = os.path.join(c.log_dir, "state.json")
+            self.assertTrue(wait_until(lambda: os.path.exists(state) and
+                                       json.load(open(state))["profiles"]["alpha"].get("parked"), 5))
+            self.assertEqual(c.stop(), 0)
+            starts = len(c.start_records("alpha"))
+            c.start()
+            c.wait_ready(1)
+            alpha = c.wait_state("alpha", "failed", 5)
+            self.assertEqual((alpha or {}).get("state"), "failed", c.children())
+            self.assertIn("parked before the restart", alpha["last_error"])
+            self.assertEqual(len(c.start_records("alpha")), starts)
+            r = c.post_json("/admin/children/alpha/restart", {})
+            self.assertEqual(r.status, 200, r.text)
+            # Started again (it crashes at once again: that is the fake's steer, not the point).
+            self.assertTrue(wait_until(lambda: len(c.start_records("alpha")) > starts, 10))
 
     def test_a_corrupt_state_file_is_set_aside_and_the_coordinator_starts(self):
         c = Coordinator({"alpha": {}}, extra_args=["--state-file", "my-state.json"])
