@@ -25,6 +25,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <limits>
 
@@ -377,90 +378,147 @@ bool is_json_space(char c) {
 }
 }  // namespace
 
+void UsageScanner::reset() {
+  phase_ = Phase::seek;
+  carry_.clear();
+  object_size_ = 0;
+  depth_ = 0;
+  in_string_ = escaped_ = false;
+  last_.reset();
+}
+
 void UsageScanner::feed(std::string_view bytes) {
   while (!bytes.empty()) {
-    if (phase_ != Phase::seek) {
-      const char c = bytes.front();
-      bytes.remove_prefix(1);
-      if (!step(c)) phase_ = Phase::seek;
-      continue;
-    }
-    if (!carry_.empty()) {
-      // The key may straddle two pieces: look at the carried bytes and the new ones together.
-      std::string joined = carry_;
-      joined.append(bytes.substr(0, kUsageKey.size() - 1));
-      const std::size_t at = joined.find(kUsageKey);
-      const std::size_t carried = carry_.size();
-      carry_.clear();
-      if (at != std::string::npos && at < carried) {
-        bytes.remove_prefix(at + kUsageKey.size() - carried);
-        phase_ = Phase::colon;
-        continue;
+    switch (phase_) {
+      case Phase::seek:
+        seek(bytes);
+        break;
+      case Phase::colon:
+      case Phase::open: {
+        const char c = bytes.front();
+        bytes.remove_prefix(1);
+        if (is_json_space(c)) break;
+        if (phase_ == Phase::colon) {
+          phase_ = c == ':' ? Phase::open : Phase::seek;
+        } else if (c == '{') {
+          object_[0] = '{';
+          object_size_ = 1;
+          depth_ = 1;
+          in_string_ = escaped_ = false;
+          phase_ = Phase::object;
+        } else {
+          phase_ = Phase::seek;  // "usage": null, or a string that happens to say usage
+        }
+        break;
       }
-      if (bytes.size() < kUsageKey.size()) {
-        // Too short to hold the key itself: its bytes join the carry.
-        carry_.assign(std::string_view(joined).substr(joined.size() - std::min(joined.size(), kUsageKey.size() - 1)));
-        return;
-      }
+      case Phase::object:
+        read_object(bytes);
+        break;
     }
-    const std::size_t at = bytes.find(kUsageKey);
-    if (at == std::string_view::npos) {
-      const std::size_t keep = std::min(bytes.size(), kUsageKey.size() - 1);
-      carry_.assign(bytes.substr(bytes.size() - keep));
+  }
+}
+
+void UsageScanner::seek(std::string_view& bytes) {
+  if (!carry_.empty()) {
+    // The key may straddle two pieces: look at the carried bytes and the new ones together.
+    std::string joined = carry_;
+    joined.append(bytes.substr(0, kUsageKey.size() - 1));
+    const std::size_t at = joined.find(kUsageKey);
+    const std::size_t carried = carry_.size();
+    carry_.clear();
+    if (at != std::string::npos && at < carried) {
+      bytes.remove_prefix(at + kUsageKey.size() - carried);
+      phase_ = Phase::colon;
       return;
     }
-    bytes.remove_prefix(at + kUsageKey.size());
-    phase_ = Phase::colon;
-  }
-}
-
-bool UsageScanner::step(char c) {
-  switch (phase_) {
-    case Phase::seek:
-      return false;
-    case Phase::colon:
-      if (is_json_space(c)) return true;
-      if (c != ':') return false;
-      phase_ = Phase::open;
-      return true;
-    case Phase::open:
-      if (is_json_space(c)) return true;
-      if (c != '{') return false;  // "usage": null, or a string that happens to say usage
-      object_.assign(1, '{');
-      depth_ = 1;
-      in_string_ = escaped_ = false;
-      phase_ = Phase::object;
-      return true;
-    case Phase::object:
-      break;
-  }
-  if (object_.size() >= kMaxObject) return false;
-  object_ += c;
-  if (in_string_) {
-    if (escaped_) {
-      escaped_ = false;
-    } else if (c == '\\') {
-      escaped_ = true;
-    } else if (c == '"') {
-      in_string_ = false;
+    if (bytes.size() < kUsageKey.size()) {
+      // Too short to hold the key itself: its bytes join the carry.
+      carry_.assign(std::string_view(joined).substr(joined.size() - std::min(joined.size(), kUsageKey.size() - 1)));
+      bytes = {};
+      return;
     }
-    return true;
   }
-  if (c == '"') {
-    in_string_ = true;
-  } else if (c == '{') {
-    ++depth_;
-  } else if (c == '}' && --depth_ == 0) {
-    last_ = std::move(object_);
-    object_.clear();
-    return false;  // done: seek the next one (a later chunk may carry newer usage)
+  const std::size_t at = bytes.find(kUsageKey);
+  if (at == std::string_view::npos) {
+    carry_.assign(bytes.substr(bytes.size() - std::min(bytes.size(), kUsageKey.size() - 1)));
+    bytes = {};
+    return;
   }
-  return true;
+  bytes.remove_prefix(at + kUsageKey.size());
+  phase_ = Phase::colon;
 }
 
-std::optional<TokenUsage> UsageScanner::result() const {
-  if (last_.empty()) return std::nullopt;
-  return usage_from_answer("{\"usage\":" + last_ + "}");
+// The object's bytes up to its closing brace, copied in one piece.
+void UsageScanner::read_object(std::string_view& bytes) {
+  std::size_t used = 0;
+  bool closed = false;
+  while (used < bytes.size() && !closed) {
+    const char c = bytes[used++];
+    if (in_string_) {
+      if (escaped_) {
+        escaped_ = false;
+      } else if (c == '\\') {
+        escaped_ = true;
+      } else if (c == '"') {
+        in_string_ = false;
+      }
+    } else if (c == '"') {
+      in_string_ = true;
+    } else if (c == '{') {
+      ++depth_;
+    } else if (c == '}') {
+      closed = --depth_ == 0;
+    }
+  }
+  if (object_size_ + used > kMaxObject) {
+    phase_ = Phase::seek;  // too large to be a usage object
+    bytes.remove_prefix(used);
+    return;
+  }
+  std::copy_n(bytes.data(), used, object_.data() + object_size_);
+  object_size_ += used;
+  bytes.remove_prefix(used);
+  if (!closed) return;
+  // A later chunk may carry newer usage: the last complete object wins.
+  if (const auto usage = usage_from_object_text(std::string_view(object_.data(), object_size_))) last_ = usage;
+  phase_ = Phase::seek;
+}
+
+namespace {
+
+// The count after `"name":` in a usage object's text (the first such key).
+std::optional<std::uint64_t> count_in(std::string_view object, std::string_view quoted_name) {
+  std::size_t at = object.find(quoted_name);
+  if (at == std::string_view::npos) return std::nullopt;
+  at += quoted_name.size();
+  while (at < object.size() && is_json_space(object[at])) ++at;
+  if (at >= object.size() || object[at] != ':') return std::nullopt;
+  ++at;
+  while (at < object.size() && is_json_space(object[at])) ++at;
+  const char* first = object.data() + at;
+  const char* last = object.data() + object.size();
+  std::uint64_t whole = 0;
+  const auto [end, ec] = std::from_chars(first, last, whole);
+  if (ec == std::errc{} && (end == last || (*end != '.' && *end != 'e' && *end != 'E'))) return whole;
+  double number = 0;  // a float (truncated), or out of range for an integer
+  const auto [float_end, float_ec] = std::from_chars(first, last, number);
+  if (float_ec != std::errc{} || float_end == first) return std::nullopt;
+  if (!std::isfinite(number) || number < 0 || number >= 18446744073709551616.0) return std::nullopt;
+  return static_cast<std::uint64_t>(number);
+}
+
+}  // namespace
+
+std::optional<TokenUsage> usage_from_object_text(std::string_view object) {
+  const auto prompt = count_in(object, "\"prompt_tokens\"");
+  const auto completion = count_in(object, "\"completion_tokens\"");
+  const auto total = count_in(object, "\"total_tokens\"");
+  if (!prompt && !completion && !total) return std::nullopt;
+  TokenUsage usage;
+  usage.prompt = prompt.value_or(0);
+  usage.completion = completion.value_or(0);
+  usage.total = total ? *total : saturating_add(usage.prompt, usage.completion);
+  return usage;
 }
 
 }  // namespace coordinator

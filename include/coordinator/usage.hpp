@@ -45,28 +45,37 @@ std::optional<TokenUsage> usage_from_stream_chunk(std::string_view data_line_pay
 
 // Finds the last `"usage": {...}` object of an answer fed to it piece by piece
 // (a JSON body, or an SSE stream whose last chunk carries it), without keeping
-// the answer: only the object itself is held (at most kMaxObject bytes).
+// the answer: only the object itself is held (at most kMaxObject bytes, in
+// place: no allocation per answer), and its counts are read without a JSON
+// parser (this runs for every answer; usage_from_answer is the full check).
 class UsageScanner {
  public:
   static constexpr std::size_t kMaxObject = 1024;
 
   void feed(std::string_view bytes);
   // The tokens of the last complete object found.
-  std::optional<TokenUsage> result() const;
-  void reset() { *this = UsageScanner{}; }
+  std::optional<TokenUsage> result() const { return last_; }
+  void reset();
 
  private:
   enum class Phase { seek, colon, open, object };
-  bool step(char c);  // one byte after the key; false: back to seeking
+  void seek(std::string_view& bytes);
+  void read_object(std::string_view& bytes);
 
   Phase phase_ = Phase::seek;
-  std::string carry_;   // the last bytes of a piece that may begin the key
-  std::string object_;  // the object being read
-  std::string last_;    // the last complete one
+  std::string carry_;  // the last bytes of a piece that may begin the key
+  std::array<char, kMaxObject> object_;
+  std::size_t object_size_ = 0;
   int depth_ = 0;
   bool in_string_ = false;
   bool escaped_ = false;
+  std::optional<TokenUsage> last_;
 };
+
+// The counts of one usage object's text ({"prompt_tokens": N, ...}), as
+// usage_from_answer reads them: non-negative numbers (floats truncated), total
+// computed when absent; nothing when none of the three is a count.
+std::optional<TokenUsage> usage_from_object_text(std::string_view object);
 
 // The class a request's final status is counted under. 0 stands for "no status"
 // (the client went away or the request was cancelled before an answer).

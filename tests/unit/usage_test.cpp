@@ -352,3 +352,14 @@ TEST(UsageScanner, NothingForAnswersWithoutUsageOrWithAnOversizedOne) {
   huge.feed(R"({"usage":{"prompt_tokens":5,"completion_tokens":5}})");
   EXPECT_EQ(huge.result(), (TokenUsage{5, 5, 10}));
 }
+
+TEST(UsageScanner, ReadsCountsAsUsageFromAnswerDoes) {
+  for (const char* object :
+       {R"({"prompt_tokens":1,"completion_tokens":2,"total_tokens":3})",
+        R"({"prompt_tokens": 7.9, "completion_tokens": 2})",
+        R"({"prompt_tokens":-1,"completion_tokens":"2","total_tokens":null})",
+        R"({"prompt_tokens_details":{"cached_tokens":4},"prompt_tokens":5,"completion_tokens":1e2})",
+        R"({"completion_tokens":18446744073709551615,"prompt_tokens":1})", R"({"other":1})", R"({})"}) {
+    EXPECT_EQ(usage_from_object_text(object), usage_from_answer(std::string(R"({"usage":)") + object + "}")) << object;
+  }
+}
