@@ -37,7 +37,7 @@ nlohmann::json cooling_models(const Child& child, Clock::time_point now) {
   return models;
 }
 
-nlohmann::json children_array(const Registry& registry, Clock::time_point now) {
+nlohmann::json children_array(const Registry& registry, Clock::time_point now, const UsageBook* usage = nullptr) {
   nlohmann::json children = nlohmann::json::array();
   for (const Child& child : registry.children()) {
     children.push_back({
@@ -56,6 +56,12 @@ nlohmann::json children_array(const Registry& registry, Clock::time_point now) {
     // How many models its /v1/models listed; null until a list was read (it then takes any model).
     children.back()["models"] = child.models.known ? nlohmann::json(child.models.entries.size()) : nlohmann::json();
     children.back()["cooling_models"] = cooling_models(child, now);
+    if (usage != nullptr) {
+      std::uint64_t requests = 0;
+      const UsageBook::Counters today = usage->today_of_child(child.name, std::chrono::system_clock::now());
+      for (const auto count : today.requests) requests += count;
+      children.back()["today"] = {{"requests", requests}, {"tokens", today.tokens.total}};
+    }
     if (child.state == ChildState::cooling) {
       children.back()["cooling_until"] = utc_text(child.cooling_until, now);
       children.back()["cooling_cause"] = to_string(child.cooling_cause);
@@ -71,14 +77,15 @@ std::string children_json(const Registry& registry, Clock::time_point now) {
   return dump_json(children_array(registry, now));
 }
 
-std::string readiness_body(const Registry& registry, Clock::time_point now, const std::string& extra_json) {
+std::string readiness_body(const Registry& registry, Clock::time_point now, const std::string& extra_json,
+                           const UsageBook* usage) {
   const bool ready = registry.serving_count() > 0;
   nlohmann::json body = {
       {"status", ready ? "ready" : "degraded"},
       {"ready_children", registry.names_serving(true)},
       {"unhealthy_children", registry.names_serving(false)},
       {"total_children", registry.size()},
-      {"children", children_array(registry, now)},
+      {"children", children_array(registry, now, usage)},
   };
   if (!extra_json.empty()) {
     const auto extra = nlohmann::json::parse(extra_json, nullptr, false);

@@ -253,7 +253,7 @@ awaitable<bool> Router::readiness(Exchange exchange) {
   const unsigned status = registry_.serving_count() > 0 ? 200 : 503;
   // Named locals: g++ 12 destroys a temporary of a ?: inside a co_await statement twice.
   const std::string extra = services_.fleet_extra ? services_.fleet_extra() : std::string{};
-  std::string body = readiness_body(registry_, Clock::now(), extra);
+  std::string body = readiness_body(registry_, Clock::now(), extra, &services_.usage);
   co_return co_await replies_.reply(exchange, status, std::move(body));
 }
 

@@ -239,6 +239,15 @@ void UsageBook::Counters::add(const Counters& other) {
   tokens.total = saturating_add(tokens.total, other.tokens.total);
 }
 
+UsageBook::Counters UsageBook::today_of_child(std::string_view child, time_point now) const {
+  Counters sum;
+  if (!day_ || utc_day(now) != *day_) return sum;  // nothing recorded yet on that day
+  for (const auto& [names, entry] : entries_) {
+    if (names.first == child) sum.add(entry.today);
+  }
+  return sum;
+}
+
 bool UsageBook::counts_today(time_point now) {
   const auto day = utc_day(now);
   if (!day_ || day > *day_) {

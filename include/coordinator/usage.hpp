@@ -147,6 +147,8 @@ class UsageBook {
   using Entries = std::map<std::pair<std::string, std::string>, Entry, EntryKeyLess>;
   // Read access for tests and other views: (child, key id) → counters.
   const Entries& entries() const { return entries_; }
+  // One child's counts of the UTC day of `now`, every key together (/ready, the status page).
+  Counters today_of_child(std::string_view child, time_point now) const;
 
  private:
   Entry& entry(std::string_view child, std::string_view key, time_point now);

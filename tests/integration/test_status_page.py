@@ -188,7 +188,7 @@ class StatusPageTests(unittest.TestCase):
                     self.assertIn(str(entry["ports"]["api"]), card["text"], f"{name}: api port")
                     if state == "ready":
                         self.assertIn(str(entry["pid"]), card["text"], f"{name}: pid")
-                    for label in ("in flight", "served", "failures", "restarts"):
+                    for label in ("in flight", "served", "failures", "restarts", "today"):
                         self.assertIn(label, card["text"], f"{name}: {label}")
                 self.assertIn("exited with code 3", by_name["gamma"]["text"],
                               "the failed child's last error is shown")

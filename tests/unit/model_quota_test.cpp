@@ -7,7 +7,11 @@
 #include <chrono>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "coordinator/model_cooldowns.hpp"
+#include "coordinator/readiness.hpp"
+#include "coordinator/usage.hpp"
 #include "fleet_fixture.hpp"
 
 using namespace coordinator;
@@ -160,4 +164,24 @@ TEST(ModelQuota, RestoredCooldownsApplyToTheirProfileAndSkipEndedOnes) {
   fleet.registry.restore_cooldowns("later", {{"a", kNow + seconds(30), CoolingCause::quota, "530"}}, kNow);
   fleet.registry.assign_profile(0, "later", "/p/later.json");
   EXPECT_NE(fleet.registry.at(0).model_cooldowns.find("a", kNow), nullptr);
+}
+
+TEST(ModelQuota, ReadyShowsEachCoolingModelAndTodaysUsage) {
+  Fleet fleet(1, Balance::least_busy);
+  fleet.registry.report_model_limited(0, "models/a", kNow + seconds(90), CoolingCause::quota, "out of quota (530)",
+                                      kNow);
+  UsageBook usage;
+  const auto wall = std::chrono::system_clock::now();
+  usage.record_request("c0", "none", 200, wall);
+  usage.record_tokens("c0", "none", TokenUsage{3, 4, 7}, wall);
+  const auto body = nlohmann::json::parse(readiness_body(fleet.registry, kNow, {}, &usage));
+  const auto& child = body["children"][0];
+  ASSERT_EQ(child["cooling_models"].size(), 1u) << child;
+  EXPECT_EQ(child["cooling_models"][0]["model"], "a");
+  EXPECT_EQ(child["cooling_models"][0]["cause"], "quota");
+  EXPECT_EQ(child["cooling_models"][0]["reason"], "out of quota (530)");
+  EXPECT_NEAR(child["cooling_models"][0]["seconds_left"].get<double>(), 90, 0.5);
+  EXPECT_EQ(child["today"]["requests"], 1);
+  EXPECT_EQ(child["today"]["tokens"], 7);
+  EXPECT_FALSE(child.contains("cooling_until"));  // its other models are served
 }
