@@ -76,6 +76,8 @@ void add_child_options(CLI::App& app, Config& config, OptionTexts& texts) {
   app.add_option("--log-dir", config.log_dir, "Folder for the per-child logs ({name}.log)")
       ->envname("COORDINATOR_LOG_DIR")
       ->capture_default_str();
+  add_seconds(app, "--expiry-warning", config.expiry_warning,
+              "Flag a profile whose first cookie expires within this (GET /admin/profiles)");
   app.add_option("--state-file", config.state_file,
                  "State kept across restarts: model cooldowns, usage (default {log-dir}/state.json; none = off)")
       ->type_name("PATH");

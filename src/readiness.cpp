@@ -4,8 +4,13 @@
 
 #include <chrono>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "coordinator/http_util.hpp"
+#include "coordinator/profile_facts.hpp"
+#include "coordinator/utc_time.hpp"
 
 namespace coordinator {
 
@@ -73,8 +78,57 @@ nlohmann::json children_array(const Registry& registry, Clock::time_point now, c
 
 }  // namespace
 
-std::string children_json(const Registry& registry, Clock::time_point now) {
-  return dump_json(children_array(registry, now));
+namespace {
+
+constexpr std::uintmax_t kMaxProfileBytes = 16u << 20;  // a storage state is kilobytes; refuse to slurp a huge file
+
+nlohmann::json profile_entry(const Child& child, Clock::duration expiry_warning,
+                             std::chrono::system_clock::time_point wall_now) {
+  nlohmann::json entry = {{"name", child.name},
+                          {"state", to_string(child.state)},
+                          {"file", child.profile.filename().string()},
+                          {"file_time", nullptr},
+                          {"cookies", nullptr},
+                          {"earliest_cookie_expiry", nullptr},
+                          {"expiring_soon", false}};
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(child.profile, ec);
+  const auto written = std::filesystem::last_write_time(child.profile, ec);
+  if (ec || size > kMaxProfileBytes) {
+    entry["problem"] = ec ? "cannot read the file: " + ec.message() : std::string("the file is too large");
+    return entry;
+  }
+  entry["file_time"] = format_utc(
+      std::chrono::time_point_cast<std::chrono::system_clock::duration>(std::chrono::file_clock::to_sys(written)));
+  std::ifstream in(child.profile, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const ProfileFacts facts = profile_facts(text);
+  if (!facts.valid) {
+    entry["problem"] = facts.problem;
+    return entry;
+  }
+  entry["cookies"] = facts.cookies;
+  if (facts.earliest_expiry) {
+    entry["earliest_cookie_expiry"] = format_utc(*facts.earliest_expiry);
+    entry["expiring_soon"] = *facts.earliest_expiry - wall_now <= expiry_warning;
+  }
+  return entry;
+}
+
+}  // namespace
+
+std::string profiles_json(const Registry& registry, Clock::duration expiry_warning) {
+  const auto wall_now = std::chrono::system_clock::now();
+  nlohmann::json profiles = nlohmann::json::array();
+  for (const Child& child : registry.children()) {
+    if (child.attached || child.profile.empty()) continue;
+    profiles.push_back(profile_entry(child, expiry_warning, wall_now));
+  }
+  return dump_json(nlohmann::json{{"profiles", std::move(profiles)}});
+}
+
+std::string children_json(const Registry& registry, Clock::time_point now, const UsageBook* usage) {
+  return dump_json(children_array(registry, now, usage));
 }
 
 std::string readiness_body(const Registry& registry, Clock::time_point now, const std::string& extra_json,

@@ -42,6 +42,7 @@ constexpr Route kNoRoute{"", Match::prefix, Methods::any, KeyNeed::none, RouteId
 constexpr Route kAdminRoutes[] = {
     {"/admin/children", Match::exact, Methods::get, KeyNeed::required, RouteId::admin_children},
     {"/admin/usage", Match::exact, Methods::get, KeyNeed::required, RouteId::admin_usage},
+    {"/admin/profiles", Match::exact, Methods::get, KeyNeed::required, RouteId::admin_profiles},
     {"/admin/reload", Match::exact, Methods::post, KeyNeed::required, RouteId::admin_reload},
     {"/admin/children/", Match::prefix, Methods::post, KeyNeed::required, RouteId::admin_child_action},
 };
@@ -385,7 +386,10 @@ awaitable<bool> Router::admin(Exchange exchange) {
   }
   switch (route.id) {
     case RouteId::admin_children: {
-      co_return co_await replies_.reply(exchange, 200, children_json(registry_, Clock::now()));
+      co_return co_await replies_.reply(exchange, 200, children_json(registry_, Clock::now(), &services_.usage));
+    }
+    case RouteId::admin_profiles: {
+      co_return co_await replies_.reply(exchange, 200, profiles_json(registry_, config_.expiry_warning));
     }
     case RouteId::admin_usage: {
       const auto usage = services_.usage.to_admin_json(std::chrono::system_clock::now());

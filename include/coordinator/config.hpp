@@ -59,6 +59,8 @@ struct Config {
   int base_camoufox_port = 9222;
   int port_step = 1;
   std::filesystem::path log_dir = "logs/coordinator";
+  // A profile whose first cookie expires within this is flagged (GET /admin/profiles).
+  Duration expiry_warning = std::chrono::hours{24 * 7};
   // Model cooldowns and usage across restarts; empty: {log_dir}/state.json, "none": off.
   std::filesystem::path state_file;
   BrowserMode browser_mode = BrowserMode::headless;

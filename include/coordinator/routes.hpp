@@ -36,6 +36,7 @@ enum class RouteId {
   // Under /admin/, checked after the loopback check.
   admin_children,
   admin_usage,
+  admin_profiles,
   admin_reload,
   admin_child_action,  // /admin/children/{name}/{restart|drain|undrain}
 };

@@ -21,7 +21,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Background, Coordinator, require_binary, served_by, wait_until  # noqa: E402
+from harness import (  # noqa: E402
+    Background, Coordinator, replace_json, require_binary, served_by, storage_state, wait_until)
 
 from test_model_quota import cooling_models  # noqa: E402
 from test_models import wait_models_learned  # noqa: E402
@@ -132,6 +133,30 @@ class FairSharingTests(unittest.TestCase):
             finished_before_light = sum(1 for job in heavy_jobs if job.t_end < light_job.t_end)
             self.assertLessEqual(finished_before_light, 2,
                                  [round(j.t_end - light_job.t_start, 2) for j in heavy_jobs])
+
+
+class ProfilesAdminTests(unittest.TestCase):
+    def test_admin_profiles_lists_cookies_and_the_earliest_expiry_never_a_value(self):
+        c = Coordinator({"alpha": {}, "beta": {}}, extra_args=["--expiry-warning", str(7 * 86400)])
+        # beta's account: a cookie that expires in two days (inside the 7-day warning).
+        beta = storage_state(c.secrets["beta"][0], {})
+        beta["cookies"][0]["expires"] = time.time() + 2 * 86400
+        replace_json(c.profile_paths["beta"], beta)
+        with c:
+            r = c.get("/admin/profiles")
+            self.assertEqual(r.status, 200, r.text)
+            for name in ("alpha", "beta"):
+                for secret in c.secrets[name]:
+                    self.assertNotIn(secret, r.text)
+            profiles = {p["name"]: p for p in r.json()["profiles"]}
+            self.assertEqual(set(profiles), {"alpha", "beta"})
+            self.assertEqual(profiles["alpha"]["cookies"], 1)
+            self.assertIsNone(profiles["alpha"]["earliest_cookie_expiry"])  # a session cookie
+            self.assertFalse(profiles["alpha"]["expiring_soon"])
+            self.assertTrue(profiles["beta"]["expiring_soon"], profiles["beta"])
+            self.assertRegex(profiles["beta"]["earliest_cookie_expiry"], r"^\d{4}-\d\d-\d\dT")
+            self.assertEqual(profiles["beta"]["state"], "ready")
+            self.assertEqual(profiles["beta"]["file"], "beta.json")
 
 
 class StateFileTests(unittest.TestCase):
