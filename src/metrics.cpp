@@ -8,10 +8,8 @@
 
 namespace coordinator {
 
-namespace {
-
 // Label values are escaped as the exposition format requires.
-std::string label(std::string_view value) {
+std::string prometheus_label(std::string_view value) {
   std::string out;
   for (char c : value) {
     if (c == '\\' || c == '"') out.push_back('\\');
@@ -22,6 +20,12 @@ std::string label(std::string_view value) {
     out.push_back(c);
   }
   return out;
+}
+
+namespace {
+
+std::string label(std::string_view value) {
+  return prometheus_label(value);
 }
 
 std::uint64_t resident_bytes() {

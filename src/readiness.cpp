@@ -18,8 +18,7 @@ namespace {
 
 // A steady-clock moment as UTC wall time, e.g. "2026-12-01T20:15:00Z".
 std::string utc_text(Clock::time_point at, Clock::time_point now) {
-  const auto wall =
-      std::chrono::system_clock::now() + std::chrono::duration_cast<std::chrono::system_clock::duration>(at - now);
+  const auto wall = wall_clock_of(at, now, std::chrono::system_clock::now());
   const std::time_t seconds = std::chrono::system_clock::to_time_t(wall);
   std::tm parts{};
   gmtime_r(&seconds, &parts);

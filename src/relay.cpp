@@ -69,7 +69,6 @@ class Relay {
         stream_requested_(stream_requested),
         takes_slot_(takes_slot),
         requested_model_(std::move(model)),
-        model_(requested_model_.view()),
         signals_(std::make_shared<RelaySignals>()),
         deadlines_(limits_of(context.config)),
         response_(client, request, client_keep_alive, context.config.client_send_timeout, deadlines_, signals_),
@@ -83,7 +82,7 @@ class Relay {
   void begin() {
     deadlines_.begin(Clock::now());
     signals_->client = &client_.socket();
-    signals_->model = model_;
+    signals_->model = model();
   }
 
   awaitable<void> dispatch();
@@ -128,6 +127,7 @@ class Relay {
   awaitable<void> fail_after_attempts(bool attempted, const std::string& last_error);
   awaitable<void> end(std::size_t child, const AttemptOutcome& outcome);
   awaitable<void> fail_or_abort(errc before_answer, std::string why);
+  std::string_view model() const { return requested_model_.view(); }
   bool model_missing() const;
   awaitable<void> fail_model_missing();
   awaitable<void> fail_all_cooling(Clock::time_point first_end);
@@ -141,8 +141,7 @@ class Relay {
   const http::request<http::string_body>& request_;
   const bool stream_requested_;
   const bool takes_slot_;
-  const RequestedModel requested_model_;
-  const std::string_view model_;  // requested_model_'s text; empty: any child
+  const RequestedModel requested_model_;  // empty: any child
   std::shared_ptr<RelaySignals> signals_;
   RelayDeadlines deadlines_;
   ClientResponse response_;
@@ -235,13 +234,13 @@ void Relay::report(std::size_t child, const AttemptOutcome& outcome) {
   };
   // A request that names a model cools only that model of the account; one
   // that names none ran on whatever model the page had: the whole child cools.
-  if (outcome.rate_limited && !model_.empty()) {
-    registry.report_model_limited(child, model_, until(config_.cooldown), CoolingCause::rate_limited,
+  if (outcome.rate_limited && !model().empty()) {
+    registry.report_model_limited(child, model(), until(config_.cooldown), CoolingCause::rate_limited,
                                   "rate limited (429)", now);
   } else if (outcome.rate_limited) {
     registry.report_rate_limited(child, until(config_.cooldown), now);
-  } else if (!outcome.quota_reason.empty() && !model_.empty()) {
-    registry.report_model_limited(child, model_, until(config_.quota_cooldown), CoolingCause::quota,
+  } else if (!outcome.quota_reason.empty() && !model().empty()) {
+    registry.report_model_limited(child, model(), until(config_.quota_cooldown), CoolingCause::quota,
                                   outcome.quota_reason, now);
   } else if (!outcome.quota_reason.empty()) {
     registry.report_quota_exhausted(child, until(config_.quota_cooldown), outcome.quota_reason, now);
@@ -252,12 +251,12 @@ void Relay::report(std::size_t child, const AttemptOutcome& outcome) {
 
 // The children serve, and none lists the model (unknown lists count as any model).
 bool Relay::model_missing() const {
-  return !model_.empty() && context_.registry.no_serving_child_has(model_);
+  return !model().empty() && context_.registry.no_serving_child_has(model());
 }
 
 awaitable<void> Relay::fail_model_missing() {
   const auto known = model_ids(context_.registry.serving_model_sets());
-  co_await response_.fail(errc::model_not_found, model_not_found_message(model_, known));
+  co_await response_.fail(errc::model_not_found, model_not_found_message(model(), known));
 }
 
 // Every child that could serve the request is out of quota (or rate limited)
@@ -265,7 +264,7 @@ awaitable<void> Relay::fail_model_missing() {
 awaitable<void> Relay::fail_all_cooling(Clock::time_point first_end) {
   const double seconds = std::chrono::duration<double>(first_end - Clock::now()).count();
   const long retry_after = std::max(1L, static_cast<long>(std::ceil(seconds)));
-  const std::string what = model_.empty() ? std::string("this request") : "model " + std::string(model_);
+  const std::string what = model().empty() ? std::string("this request") : "model " + std::string(model());
   co_await response_.fail(errc::quota_exhausted,
                           fmt::format("Every child that serves {} is out of quota or rate limited for it; the "
                                       "first is back in {} s.",
@@ -375,7 +374,7 @@ void Relay::found_req_id(const std::string& req_id) {
 // A child for this request: at once, or after waiting in the queue.
 std::optional<Relay::Acquired> Relay::acquire_now(const std::vector<bool>& tried) {
   if (!takes_slot_) return Acquired{context_.dispatcher.pick_without_slot(tried), false, std::nullopt};
-  const auto choice = context_.dispatcher.acquire(tried, model_);
+  const auto choice = context_.dispatcher.acquire(tried, model());
   if (choice.verdict == Dispatcher::Verdict::granted) return Acquired{choice.child, false, std::nullopt};
   if (choice.verdict == Dispatcher::Verdict::none) return Acquired{};
   if (choice.verdict == Dispatcher::Verdict::cooling) return Acquired{std::nullopt, false, choice.cooling_until};
@@ -386,7 +385,7 @@ awaitable<Relay::Acquired> Relay::wait_in_queue(const std::vector<bool>& tried) 
   deadlines_.start_queue(Clock::now());
   Waiter waiter;
   waiter.tried = &tried;
-  waiter.model = model_;
+  waiter.model = model();
   if (context_.api_keys != nullptr && context_.api_keys->enabled()) {
     // The key has been checked at the edge; it only tells whose turn it is.
     waiter.key = presented_key(request_[http::field::authorization], request_["X-API-Key"]).value_or("");

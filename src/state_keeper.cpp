@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "coordinator/http_util.hpp"
+#include "coordinator/utc_time.hpp"
 #include "coordinator/working_profile.hpp"
 
 namespace coordinator {
@@ -11,21 +12,11 @@ namespace {
 
 using Wall = std::chrono::system_clock;
 
-// The state file holds wall-clock moments (a restart loses the steady clock):
-// converted through the two clocks' present.
-Wall::time_point to_wall(Clock::time_point at, Clock::time_point now, Wall::time_point wall_now) {
-  return wall_now + std::chrono::duration_cast<Wall::duration>(at - now);
-}
-
-Clock::time_point to_steady(Wall::time_point at, Clock::time_point now, Wall::time_point wall_now) {
-  return now + std::chrono::duration_cast<Clock::duration>(at - wall_now);
-}
-
 void add_cooldowns(ProfileState& profile, const ModelCooldowns& cooldowns, Clock::time_point now,
                    Wall::time_point wall_now) {
   for (const ModelCooldown& cooldown : cooldowns.entries()) {
     if (cooldown.until <= now) continue;
-    profile.cooldowns.push_back({cooldown.model, to_wall(cooldown.until, now, wall_now), cooldown.reason});
+    profile.cooldowns.push_back({cooldown.model, wall_clock_of(cooldown.until, now, wall_now), cooldown.reason});
   }
 }
 
@@ -64,7 +55,7 @@ void StateKeeper::load() {
   for (auto& [name, profile] : loaded.state.profiles) {
     std::vector<ModelCooldown> restored;
     for (const ModelCooldownState& saved : profile.cooldowns) {
-      restored.push_back({saved.model, to_steady(saved.until, now, wall_now), CoolingCause::quota, saved.reason});
+      restored.push_back({saved.model, steady_clock_of(saved.until, now, wall_now), CoolingCause::quota, saved.reason});
     }
     cooldowns += restored.size();
     registry_.restore_cooldowns(name, std::move(restored), now);

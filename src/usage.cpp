@@ -29,6 +29,7 @@
 #include <cmath>
 #include <limits>
 
+#include "coordinator/metrics.hpp"
 #include "coordinator/utc_time.hpp"
 
 namespace coordinator {
@@ -100,20 +101,6 @@ std::optional<TokenUsage> top_level_usage(std::string_view text) {
     return usage_of(*usage);
   } catch (const std::exception&) {  // allocation failure: no usage rather than a crash
     return std::nullopt;
-  }
-}
-
-// Prometheus text format: backslash, double quote and line feed are escaped.
-void append_label(std::string& out, std::string_view value) {
-  for (const char c : value) {
-    if (c == '\\' || c == '"') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out.push_back(c);
-    }
   }
 }
 
@@ -311,9 +298,9 @@ void UsageBook::append_prometheus(std::string& out) const {
                                                                 {"total", entry.totals.tokens.total}};
     for (const auto& [kind, count] : kinds) {
       out += "coordinator_tokens_total{child=\"";
-      append_label(out, child);
+      out += prometheus_label(child);
       out += "\",key=\"";
-      append_label(out, key);
+      out += prometheus_label(key);
       out += "\",kind=\"";
       out += kind;
       out += "\"} " + std::to_string(count) + '\n';
@@ -326,7 +313,7 @@ void UsageBook::append_prometheus(std::string& out) const {
   for (const auto& [key, counts] : requests_by_key) {
     for (std::size_t i = 0; i < kStatusClassCount; ++i) {
       out += "coordinator_requests_by_key_total{key=\"";
-      append_label(out, key);
+      out += prometheus_label(key);
       out += "\",class=\"";
       out += kStatusClassNames[i];
       out += "\"} " + std::to_string(counts[i]) + '\n';

@@ -122,4 +122,16 @@ std::optional<std::chrono::sys_days> parse_utc_day(std::string_view text) {
   return day;
 }
 
+std::chrono::system_clock::time_point wall_clock_of(std::chrono::steady_clock::time_point at,
+                                                    std::chrono::steady_clock::time_point now,
+                                                    std::chrono::system_clock::time_point wall_now) {
+  return wall_now + std::chrono::duration_cast<std::chrono::system_clock::duration>(at - now);
+}
+
+std::chrono::steady_clock::time_point steady_clock_of(std::chrono::system_clock::time_point at,
+                                                      std::chrono::steady_clock::time_point now,
+                                                      std::chrono::system_clock::time_point wall_now) {
+  return now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(at - wall_now);
+}
+
 }  // namespace coordinator

@@ -13,6 +13,9 @@
 
 namespace coordinator {
 
+// A Prometheus label value, escaped as the text exposition format requires (\\, \", \n).
+std::string prometheus_label(std::string_view value);
+
 // Counters and histograms of the data path, rendered in the Prometheus text
 // exposition format together with the fleet's state from the registry.
 class Metrics {

@@ -19,6 +19,15 @@ std::string format_utc(std::chrono::system_clock::time_point when);
 // nanosecond clock would overflow.
 std::optional<std::chrono::system_clock::time_point> parse_utc(std::string_view text);
 
+// A steady-clock moment as wall-clock time and back, through the two clocks'
+// present (`now`, `wall_now`): for cooldowns shown in UTC and kept across restarts.
+std::chrono::system_clock::time_point wall_clock_of(std::chrono::steady_clock::time_point at,
+                                                    std::chrono::steady_clock::time_point now,
+                                                    std::chrono::system_clock::time_point wall_now);
+std::chrono::steady_clock::time_point steady_clock_of(std::chrono::system_clock::time_point at,
+                                                      std::chrono::steady_clock::time_point now,
+                                                      std::chrono::system_clock::time_point wall_now);
+
 // "20240501T123456Z": a timestamp usable in a file name.
 std::string format_utc_compact(std::chrono::system_clock::time_point when);
 

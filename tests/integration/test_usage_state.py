@@ -211,20 +211,29 @@ class StateFileTests(unittest.TestCase):
             self.assertEqual(list(cooling_models(c, "alpha")), ["m-a"])
             self.assertNotIn("set aside", open(c.stdout_path).read() + open(c.stderr_path).read())
 
+    def restart_with_flag(self, c, state, flag):
+        """Once the state file says alpha is `flag` (entered `state`): a SIGTERM and a start;
+        alpha is in `state` again. Returns (alpha's /ready entry, its starts before the restart)."""
+        self.assertEqual((c.wait_state("alpha", state, 30) or {}).get("state"), state, c.output_tail())
+        path = os.path.join(c.log_dir, "state.json")
+
+        def flagged():
+            with open(path) as f:
+                return json.load(f)["profiles"]["alpha"].get(flag)
+        self.assertTrue(wait_until(lambda: os.path.exists(path) and flagged(), 5))
+        self.assertEqual(c.stop(), 0)
+        starts = len(c.start_records("alpha"))
+        c.start()
+        c.wait_ready(1)
+        alpha = c.wait_state("alpha", state, 5)
+        self.assertEqual((alpha or {}).get("state"), state, c.children())
+        return alpha, starts
+
     def test_a_logged_out_profile_is_not_started_after_a_restart_until_its_file_changes(self):
         c = Coordinator({"alpha": {"logged_out": True}, "beta": {}}, wait_ready=1,
                         extra_args=["--max-restarts", "1"])
         with c:
-            self.assertEqual((c.wait_state("alpha", "needs_relogin", 15) or {}).get("state"), "needs_relogin")
-            state = os.path.join(c.log_dir, "state.json")
-            self.assertTrue(wait_until(lambda: os.path.exists(state) and
-                                       json.load(open(state))["profiles"]["alpha"].get("needs_relogin"), 5))
-            self.assertEqual(c.stop(), 0)
-            starts = len(c.start_records("alpha"))
-            c.start()
-            c.wait_ready(1)
-            alpha = c.wait_state("alpha", "needs_relogin", 5)
-            self.assertEqual((alpha or {}).get("state"), "needs_relogin", c.children())
+            alpha, starts = self.restart_with_flag(c, "needs_relogin", "needs_relogin")
             self.assertIn("logged out before the restart", alpha["last_error"])
             time.sleep(1)
             self.assertEqual(len(c.start_records("alpha")), starts, "not started again")
@@ -238,16 +247,7 @@ class StateFileTests(unittest.TestCase):
         c = Coordinator({"alpha": {"crash_on_start": True}, "beta": {}}, wait_ready=1,
                         extra_args=["--max-restarts", "1"])
         with c:
-            self.assertEqual((c.wait_state("alpha", "failed", 30) or {}).get("state"), "failed", c.output_tail())
-            state = os.path.join(c.log_dir, "state.json")
-            self.assertTrue(wait_until(lambda: os.path.exists(state) and
-                                       json.load(open(state))["profiles"]["alpha"].get("parked"), 5))
-            self.assertEqual(c.stop(), 0)
-            starts = len(c.start_records("alpha"))
-            c.start()
-            c.wait_ready(1)
-            alpha = c.wait_state("alpha", "failed", 5)
-            self.assertEqual((alpha or {}).get("state"), "failed", c.children())
+            alpha, starts = self.restart_with_flag(c, "failed", "parked")
             self.assertIn("parked before the restart", alpha["last_error"])
             self.assertEqual(len(c.start_records("alpha")), starts)
             r = c.post_json("/admin/children/alpha/restart", {})
