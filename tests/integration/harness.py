@@ -46,6 +46,7 @@ times), :func:`chat_body`, :func:`error_of` / :func:`is_json_error` / :func:`is_
 """
 
 import collections
+import fcntl
 import http.client
 import json
 import os
@@ -292,25 +293,67 @@ def _candidate_range():
     return lo, hi
 
 
+# Test processes run in parallel (ctest -j): a port verified free here can be taken by
+# another test process before our coordinator binds it. Each process therefore claims
+# chunks of the port range with an flock on a per-chunk file; the kernel drops the lock
+# when the process ends, so a crashed test never leaks a claim.
+_PORT_CHUNK = 64
+_PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "coordinator-test-ports")
+_claimed_chunks = {}  # chunk index -> open lock file (kept open: the lock lives with it)
+
+
+def _claim_chunk(chunk):
+    """True if this process holds (or now takes) the cross-process claim on `chunk`."""
+    if chunk in _claimed_chunks:
+        return True
+    os.makedirs(_PORT_LOCK_DIR, exist_ok=True)
+    f = open(os.path.join(_PORT_LOCK_DIR, f"{chunk}.lock"), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    _claimed_chunks[chunk] = f
+    return True
+
+
+def _claim_block(block):
+    chunks = range(block[0] // _PORT_CHUNK, block[-1] // _PORT_CHUNK + 1)
+    return all(_claim_chunk(c) for c in chunks)
+
+
 def free_port_base(n, step=1, exclude=()):
     """A base port such that every port in [base, base + n*step) is free.
 
-    Ports are drawn at random in 20000-60000 (below the ephemeral range when
-    possible), verified by binding, and remembered so that later calls in this
-    process never return an overlapping block.
+    Ports are drawn in 20000-60000 (below the ephemeral range when possible), first from
+    chunks this process already claimed, verified by binding, and remembered so that
+    later calls in this process never return an overlapping block; no other test
+    process gets a port of a claimed chunk.
     """
     n, step = max(1, int(n)), max(1, int(step))
     span = n * step
     lo, hi = _candidate_range()
     exclude = set(exclude)
+
+    def usable(base):
+        block = range(base, base + span)
+        if base < lo or base + span > hi:
+            return False
+        if any(p in _reserved_ports or p in exclude for p in block):
+            return False
+        return _claim_block(block) and all(port_is_free(p) for p in block)
+
     with _port_lock:
+        # Reuse claimed chunks first, so a test process holds only a few of them.
+        for chunk in sorted(_claimed_chunks):
+            for base in range(chunk * _PORT_CHUNK, (chunk + 1) * _PORT_CHUNK):
+                if base + span <= (chunk + 1) * _PORT_CHUNK and usable(base):
+                    _reserved_ports.update(range(base, base + span))
+                    return base
         for _ in range(500):
             base = random.randrange(lo, hi - span)
-            block = range(base, base + span)
-            if any(p in _reserved_ports or p in exclude for p in block):
-                continue
-            if all(port_is_free(p) for p in block):
-                _reserved_ports.update(block)
+            if usable(base):
+                _reserved_ports.update(range(base, base + span))
                 return base
     raise RuntimeError(f"no free block of {span} ports found")
 
