@@ -37,14 +37,19 @@ bool constant_time_equals(std::string_view a, std::string_view b) {
   return difference == 0 && a.size() == b.size();
 }
 
-std::optional<std::string_view> presented_key(std::string_view authorization, std::string_view x_api_key) {
-  authorization = trim(authorization);
+std::optional<std::string_view> presented_key(const KeyCarriers& carriers) {
+  const std::string_view authorization = trim(carriers.authorization);
   if (authorization.size() > 7 && iequals(authorization.substr(0, 7), "bearer ")) {
     return trim(authorization.substr(7));
   }
-  x_api_key = trim(x_api_key);
-  if (!x_api_key.empty()) return x_api_key;
+  for (const std::string_view carrier : {carriers.x_api_key, carriers.x_goog_api_key, carriers.key_param}) {
+    if (const std::string_view key = trim(carrier); !key.empty()) return key;
+  }
   return std::nullopt;
+}
+
+std::optional<std::string_view> presented_key(std::string_view authorization, std::string_view x_api_key) {
+  return presented_key(KeyCarriers{authorization, x_api_key, {}, {}});
 }
 
 std::optional<std::string> ApiKeyStore::load(const std::filesystem::path& path) {

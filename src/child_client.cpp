@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "coordinator/api_keys.hpp"
+#include "coordinator/http_util.hpp"
 #include "coordinator/upstream.hpp"
 
 namespace coordinator {
@@ -23,6 +25,15 @@ awaitable<std::optional<SimpleResponse>> fetch_models(std::string host, int port
                                                       std::string& error) {
   auto response = co_await simple_request(std::move(host), port, http::verb::get, "/v1/models", "", timeout, error);
   co_return response;
+}
+
+std::optional<std::string_view> request_key(const http::request<http::string_body>& request) {
+  // A query is looked at only when it may hold the key: most targets have none.
+  const std::string_view target = request.target();
+  const std::string_view key_param =
+      target.find('?') == std::string_view::npos ? std::string_view() : query_param(target, "key");
+  return presented_key(
+      KeyCarriers{request[http::field::authorization], request["X-API-Key"], request["x-goog-api-key"], key_param});
 }
 
 ExtraHeaders credentials_of(const http::request<http::string_body>& request) {

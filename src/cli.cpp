@@ -41,6 +41,7 @@ struct OptionTexts {
   std::string max_rss = "0";
   std::string balance = "least-busy";
   std::vector<std::string> upstreams;
+  std::vector<std::string> model_aliases;
   std::string config_path;
   bool print_config = false;
   std::string log_format = "text";
@@ -163,6 +164,9 @@ void add_dispatch_options(CLI::App& app, Config& config, OptionTexts& texts) {
   add_seconds(app, "--queue-timeout", config.queue_timeout, "Longest wait for a free child (then 503)");
   add_seconds(app, "--models-interval", config.models_interval,
               "Time between two reads of an idle child's /v1/models (also read when it becomes ready)");
+  app.add_option("--model-alias", texts.model_aliases,
+                 "Model name FROM in a Responses, Anthropic or Gemini request goes to the children as TO (repeatable)")
+      ->type_name("FROM=TO");
   app.add_option("--upstream", texts.upstreams,
                  "Attach mode: route to [NAME=]http://HOST:PORT (repeatable) instead of spawning children")
       ->type_name("URL");
@@ -248,6 +252,14 @@ std::optional<std::string> apply_texts(const OptionTexts& texts, Config& config)
   const auto rss = parse_byte_size(texts.max_rss);
   if (!rss) return "--max-child-rss: '" + texts.max_rss + "' is not a size";
   config.max_child_rss = *rss;
+  for (const std::string& text : texts.model_aliases) {
+    if (text.empty()) continue;  // model-alias = "" (as --print-config writes none) maps nothing
+    auto alias = parse_model_alias(text);
+    if (const auto* error = std::get_if<std::string>(&alias)) return "--model-alias " + text + ": " + *error;
+    auto& [from, to] = std::get<std::pair<std::string, std::string>>(alias);
+    if (config.model_aliases.contains(from)) return "--model-alias " + from + " is given twice";
+    config.model_aliases.emplace(std::move(from), std::move(to));
+  }
   return apply_upstreams(texts.upstreams, config);
 }
 

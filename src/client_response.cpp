@@ -7,17 +7,28 @@ namespace coordinator {
 namespace {
 
 constexpr std::string_view kHeartbeat = ": keep-alive\n\n";
+// A translated JSON answer is held whole; one larger than this is no chat answer.
+constexpr std::size_t kMaxTranslatedAnswer = std::size_t{64} * 1024 * 1024;
+
+http::response<http::empty_body> own_event_stream_head(unsigned version) {
+  http::response<http::empty_body> own{http::status::ok, version};
+  own.set(http::field::content_type, "text/event-stream");
+  own.set(http::field::cache_control, "no-cache");
+  return own;
+}
 
 }  // namespace
 
 ClientResponse::ClientResponse(TcpStream& client, const Request& request, bool keep_alive, Clock::duration send_timeout,
-                               RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals)
+                               RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals,
+                               ProtocolAnswer* protocol)
     : client_(client),
       request_(request),
       send_timeout_(send_timeout),
       deadlines_(deadlines),
       signals_(std::move(signals)),
-      keep_alive_(keep_alive) {}
+      keep_alive_(keep_alive),
+      protocol_(protocol) {}
 
 void ClientResponse::mark_gone() {
   signals_->client_gone = true;
@@ -100,6 +111,7 @@ std::string ClientResponse::head_bytes(const http::response_header<>& child_head
 
 bool ClientResponse::begin(const http::response_header<>& child_head, std::optional<std::uint64_t> length,
                            bool stream_mode) {
+  if (protocol_ != nullptr) return begin_translated(child_head, stream_mode);
   pending_head_ = head_bytes(child_head, length);
   status_ = child_head.result_int();
   committed_ = true;
@@ -109,8 +121,27 @@ bool ClientResponse::begin(const http::response_header<>& child_head, std::optio
   return sse_ || stream_mode;
 }
 
+// A child's event stream becomes the protocol's (our head, its opening
+// events); anything else is held until it is whole (finish_translated).
+bool ClientResponse::begin_translated(const http::response_header<>& child_head, bool stream_mode) {
+  committed_ = true;
+  status_ = child_head.result_int();
+  stream_wanted_ = stream_mode;
+  if (status_ == 200 && is_event_stream(child_head[http::field::content_type])) {
+    pending_head_ = head_bytes(own_event_stream_head(request_.version()), std::nullopt);
+    pending_events_ = protocol_->stream_start();
+    stream_ttfb_ = std::chrono::duration<double>(Clock::now() - started_).count();
+    return true;
+  }
+  collecting_ = true;
+  child_retry_after_ = std::string(child_head[http::field::retry_after]);
+  return false;
+}
+
 awaitable<bool> ClientResponse::send_head() {
-  co_return co_await write(net::buffer(pending_head_), net::const_buffer(), false);
+  const std::string events = std::move(pending_events_);
+  pending_events_.clear();
+  co_return co_await write(net::buffer(pending_head_), net::buffer(events), false);
 }
 
 awaitable<bool> ClientResponse::start(const http::response_header<>& child_head, std::optional<std::uint64_t> length,
@@ -145,17 +176,73 @@ awaitable<bool> ClientResponse::write(net::const_buffer head, net::const_buffer 
 }
 
 awaitable<bool> ClientResponse::send(std::string_view bytes) {
+  if (protocol_ != nullptr && collecting_) {
+    collected_.append(bytes);
+    if (collected_.size() <= kMaxTranslatedAnswer) co_return true;
+    co_await abort(errc::child_stream_aborted, "The child's answer is too large to translate.");
+    co_return false;
+  }
+  if (protocol_ != nullptr) {
+    const std::string events = protocol_->stream_bytes(bytes);
+    co_return co_await send_raw(events);
+  }
+  co_return co_await send_raw(bytes);
+}
+
+awaitable<bool> ClientResponse::send_raw(std::string_view bytes) {
   if (bytes.empty()) co_return true;
   co_return co_await write(net::buffer(pending_head_), net::buffer(bytes.data(), bytes.size()), false);
 }
 
 bool ClientResponse::finish_at_once() {
-  if (!pending_head_.empty() || framing_ == Framing::chunked) return false;
+  if (protocol_ != nullptr || !pending_head_.empty() || framing_ == Framing::chunked) return false;
   reusable_ = keep_alive_;
   return true;
 }
 
+// A complete answer of our own making (a translated JSON answer or error).
+awaitable<bool> ClientResponse::send_whole(unsigned status, std::string body, std::string retry_after) {
+  status_ = status;
+  collecting_ = false;
+  ExtraHeaders extra;
+  if (!retry_after.empty()) extra.emplace_back("Retry-After", std::move(retry_after));
+  if (const std::string_view id = request_["X-Request-Id"]; !id.empty()) extra.emplace_back("X-Request-Id", id);
+  const std::size_t size = body.size();
+  const bool sent =
+      co_await send_json(client_, request_.version(), status, std::move(body), keep_alive_, send_timeout_, extra);
+  if (!sent) mark_gone();
+  if (sent) bytes_sent_ += size;
+  reusable_ = sent && keep_alive_;
+  co_return sent;
+}
+
+awaitable<bool> ClientResponse::finish_translated() {
+  if (collecting_ && stream_wanted_ && status_ >= 200 && status_ < 300) {
+    // The child answered a stream request with JSON (the real child's forced
+    // tool call does): the client still gets the stream it asked for.
+    collecting_ = false;
+    std::string events = protocol_->stream_from_whole(collected_);
+    collected_.clear();
+    pending_head_ = head_bytes(own_event_stream_head(request_.version()), std::nullopt);
+    status_ = 200;
+    const bool sent = co_await write(net::buffer(pending_head_), net::buffer(events), true);
+    reusable_ = sent && keep_alive_;
+    co_return sent;
+  }
+  if (collecting_) {
+    ProtocolAnswer::Whole whole = protocol_->whole(status_, collected_);
+    collected_.clear();
+    std::string retry = whole.status >= 400 ? child_retry_after_ : std::string();  // named: see fail()
+    co_return co_await send_whole(whole.status, std::move(whole.body), std::move(retry));
+  }
+  const std::string events = protocol_->stream_finish();
+  const bool sent = co_await write(net::buffer(pending_head_), net::buffer(events), true);
+  reusable_ = sent && keep_alive_;
+  co_return sent;
+}
+
 awaitable<bool> ClientResponse::finish() {
+  if (protocol_ != nullptr) co_return co_await finish_translated();
   if (finish_at_once()) co_return true;
   // The held head of an empty body goes out now, with the last chunk if chunked.
   const bool sent = co_await write(net::buffer(pending_head_), net::const_buffer(), true);
@@ -168,27 +255,41 @@ awaitable<bool> ClientResponse::heartbeat() {
   if (!committed_) {
     // The child has not answered yet: commit to an SSE answer so the client
     // (and any load balancer in between) sees the connection alive.
-    http::response<http::empty_body> own{http::status::ok, request_.version()};
-    own.set(http::field::content_type, "text/event-stream");
-    own.set(http::field::cache_control, "no-cache");
+    const auto own = own_event_stream_head(request_.version());
     const bool started = co_await start(own, std::nullopt, true);
     if (!started) {
       co_return false;
     }
   }
-  co_return co_await send(kHeartbeat);
+  if (protocol_ != nullptr) {
+    const std::string beat = protocol_->keepalive();
+    co_return co_await send_raw(beat);
+  }
+  co_return co_await send_raw(kHeartbeat);
+}
+
+// Our last events of a broken stream, then its end; the connection is not reused.
+awaitable<void> ClientResponse::end_events(std::string events) {
+  keep_alive_ = false;
+  const bool sent = co_await send_raw(events);
+  if (sent) {
+    co_await write(net::buffer(pending_head_), net::const_buffer(), true);
+  }
+  reusable_ = false;
 }
 
 awaitable<void> ClientResponse::abort(std::string message, std::string_view type, std::string_view code) {
   // The error event, [DONE], then a close: the answer cannot be trusted, so
   // neither is the connection it came on.
   keep_alive_ = false;
-  if (sse_ && framing_ != Framing::length) {
-    const std::string events = stream_abort_events(message, type, code);
-    const bool sent = co_await send(events);
-    if (sent) {
-      co_await finish();
-    }
+  if (protocol_ != nullptr && collecting_) {
+    // Nothing of a held answer went out: the client gets a whole error instead.
+    const unsigned status = status_of_code(code).value_or(502);
+    co_await send_whole(status, protocol_->error_json(status, message, code), std::string());
+  } else if (protocol_ != nullptr && sse_) {
+    co_await end_events(protocol_->stream_error(status_of_code(code).value_or(502), message));
+  } else if (sse_ && framing_ != Framing::length) {
+    co_await end_events(stream_abort_events(message, type, code));
   }
   reusable_ = false;
 }
@@ -199,12 +300,9 @@ awaitable<void> ClientResponse::abort(errc error, std::string message) {
 }
 
 awaitable<void> ClientResponse::end_stream_with(std::string events) {
-  keep_alive_ = false;
-  const bool sent = co_await send(events);
-  if (sent) {
-    co_await finish();
-  }
-  reusable_ = false;
+  // The child's events and our error event, in the protocol's shape when it has one.
+  if (protocol_ != nullptr) events = protocol_->stream_bytes(events);
+  co_await end_events(std::move(events));
 }
 
 awaitable<void> ClientResponse::fail(errc error, std::string message, long retry_after) {
@@ -215,9 +313,15 @@ awaitable<void> ClientResponse::fail(errc error, std::string message, long retry
     co_return;
   }
   const ErrorSpec& spec = spec_of(error);
+  if (retry_after <= 0) retry_after = spec.retry_after;
+  if (protocol_ != nullptr) {
+    // Named: g++ 12 destroys a temporary of a ?: inside a co_await statement twice.
+    std::string retry = retry_after > 0 ? std::to_string(retry_after) : std::string();
+    co_await send_whole(spec.status, protocol_->error_json(spec.status, message, spec.code), std::move(retry));
+    co_return;
+  }
   status_ = spec.status;
   ExtraHeaders extra;
-  if (retry_after <= 0) retry_after = spec.retry_after;
   if (retry_after > 0) extra.emplace_back("Retry-After", std::to_string(retry_after));
   if (const std::string_view id = request_["X-Request-Id"]; !id.empty()) extra.emplace_back("X-Request-Id", id);
   const bool sent = co_await send_json(client_, request_.version(), spec.status, error_body(error, message),

@@ -1,5 +1,7 @@
 #include "coordinator/config.hpp"
 
+#include <algorithm>
+
 #include <array>
 #include <cctype>
 #include <limits>
@@ -67,6 +69,19 @@ std::variant<Upstream, std::string> parse_upstream(const std::string& text) {
   if (upstream.port < 1 || upstream.port > kMaxPort) return std::string("port out of range");
   if (upstream.name.empty()) upstream.name = rest;
   return upstream;
+}
+
+std::variant<std::pair<std::string, std::string>, std::string> parse_model_alias(const std::string& text) {
+  const auto equals = text.find('=');
+  if (equals == std::string::npos) return std::string("expected FROM=TO");
+  std::string from = text.substr(0, equals);
+  std::string to = text.substr(equals + 1);
+  if (from.empty() || to.empty()) return std::string("both names must be given (FROM=TO)");
+  const auto has_space = [](const std::string& name) {
+    return std::any_of(name.begin(), name.end(), [](unsigned char c) { return std::isspace(c) != 0; });
+  };
+  if (has_space(from) || has_space(to)) return std::string("model names hold no spaces");
+  return std::pair{std::move(from), std::move(to)};
 }
 
 std::optional<std::uint64_t> parse_byte_size(const std::string& text) {

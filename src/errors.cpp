@@ -96,6 +96,13 @@ std::string stream_abort_events(errc error, std::string_view message) {
   return stream_abort_events(message, spec.type, spec.code);
 }
 
+std::optional<unsigned> status_of_code(std::string_view code) {
+  for (const Row& row : kTable) {
+    if (row.spec.code == code) return row.spec.status;
+  }
+  return std::nullopt;
+}
+
 bool error_table_in_order() {
   for (std::size_t i = 0; i < kTable.size(); ++i) {
     if (static_cast<std::size_t>(kTable[i].error) != i + 1) return false;

@@ -133,6 +133,22 @@ bool is_hop_by_hop(std::string_view field_name) {
                      [&](std::string_view hop) { return iequals(hop, field_name); });
 }
 
+std::string_view query_param(std::string_view target, std::string_view name) {
+  const std::size_t question = target.find('?');
+  if (question == std::string_view::npos) return {};
+  std::string_view query = target.substr(question + 1);
+  query = query.substr(0, query.find('#'));
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    const std::size_t equals = pair.find('=');
+    if (pair.substr(0, equals) == name) return equals == std::string_view::npos ? "" : pair.substr(equals + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
 bool is_event_stream(std::string_view content_type) {
   return content_type.substr(0, std::min<std::size_t>(content_type.size(), 17)) == "text/event-stream";
 }

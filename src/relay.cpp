@@ -61,7 +61,7 @@ class Relay {
  public:
   Relay(ForwardContext& context, TcpStream& client, const http::request<http::string_body>& request,
         bool stream_requested, bool takes_slot, bool client_keep_alive, std::string client_address,
-        RequestedModel model)
+        RequestedModel model, ProtocolAnswer* protocol)
       : context_(context),
         config_(context.config),
         client_(client),
@@ -71,7 +71,8 @@ class Relay {
         requested_model_(std::move(model)),
         signals_(std::make_shared<RelaySignals>()),
         deadlines_(limits_of(context.config)),
-        response_(client, request, client_keep_alive, context.config.client_send_timeout, deadlines_, signals_),
+        response_(client, request, client_keep_alive, context.config.client_send_timeout, deadlines_, signals_,
+                  protocol),
         timer_(client.get_executor()),
         answer_watch_([this](const std::string& req_id) { found_req_id(req_id); }),
         settings_{context.config.connect_timeout, stream_requested},
@@ -388,7 +389,7 @@ awaitable<Relay::Acquired> Relay::wait_in_queue(const std::vector<bool>& tried) 
   waiter.model = model();
   if (context_.api_keys != nullptr && context_.api_keys->enabled()) {
     // The key has been checked at the edge; it only tells whose turn it is.
-    waiter.key = presented_key(request_[http::field::authorization], request_["X-API-Key"]).value_or("");
+    waiter.key = request_key(request_).value_or("");
   }
   waiter.wake = [signals = signals_] {
     if (signals->queue_timer != nullptr) signals->queue_timer->cancel();
@@ -459,9 +460,9 @@ void report_quota_from_child_log(ForwardContext& context, std::size_t child, con
 awaitable<bool> forward_request(ForwardContext& context, TcpStream& client,
                                 const http::request<http::string_body>& request, bool stream_requested, bool takes_slot,
                                 bool client_keep_alive, std::string client_address, RequestedModel model,
-                                ForwardResult& result) {
+                                ForwardResult& result, ProtocolAnswer* protocol) {
   Relay relay(context, client, request, stream_requested, takes_slot, client_keep_alive, std::move(client_address),
-              std::move(model));
+              std::move(model), protocol);
   relay.begin();
   co_await relay.dispatch();
   result = relay.result();

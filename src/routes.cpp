@@ -14,6 +14,9 @@
 #include "coordinator/model_catalog.hpp"
 #include "coordinator/readiness.hpp"
 #include "coordinator/status_page.hpp"
+#include "coordinator/translate/anthropic_api.hpp"
+#include "coordinator/translate/gemini_api.hpp"
+#include "coordinator/translate/responses_api.hpp"
 
 namespace coordinator {
 
@@ -35,7 +38,14 @@ constexpr Route kRoutes[] = {
     {"/v1/models", Match::exact, Methods::get, KeyNeed::required, RouteId::models},
     {"/v1/chat/completions", Match::exact, Methods::post, KeyNeed::required, RouteId::chat_completions},
     {kCancelPrefix, Match::prefix, Methods::post, KeyNeed::required, RouteId::cancel},
+    {"/v1/responses", Match::exact, Methods::post, KeyNeed::required, RouteId::responses},
+    {"/v1/messages", Match::exact, Methods::post, KeyNeed::required, RouteId::messages},
+    {"/v1/messages/count_tokens", Match::exact, Methods::post, KeyNeed::required, RouteId::count_tokens},
     {"/v1/", Match::prefix, Methods::any, KeyNeed::required, RouteId::not_found},
+    {"/v1beta/models", Match::exact, Methods::get, KeyNeed::required, RouteId::gemini_models},
+    // GET for one model, POST for its methods: the handler tells them apart.
+    {"/v1beta/models/", Match::prefix, Methods::any, KeyNeed::required, RouteId::gemini_model},
+    {"/v1beta/", Match::prefix, Methods::any, KeyNeed::required, RouteId::not_found},
 };
 constexpr Route kNoRoute{"", Match::prefix, Methods::any, KeyNeed::none, RouteId::not_found};
 
@@ -140,6 +150,22 @@ std::string_view path_of(std::string_view target) {
   return target.substr(0, target.find('?'));
 }
 
+std::optional<ClientProtocol> protocol_of_path(std::string_view path) {
+  if (path.starts_with("/v1beta/")) return ClientProtocol::gemini;
+  if (path.starts_with("/v1/messages")) return ClientProtocol::anthropic;
+  if (path.starts_with("/v1/responses")) return ClientProtocol::responses;
+  return std::nullopt;
+}
+
+GeminiTarget parse_gemini_target(std::string_view path) {
+  constexpr std::string_view kPrefix = "/v1beta/models/";
+  if (!path.starts_with(kPrefix)) return {};
+  const std::string_view rest = path.substr(kPrefix.size());
+  const std::size_t colon = rest.rfind(':');
+  if (colon == std::string_view::npos) return {std::string(rest), ""};
+  return {std::string(rest.substr(0, colon)), std::string(rest.substr(colon + 1))};
+}
+
 // ---- Replies ----
 
 awaitable<bool> Replies::reply(Exchange exchange, unsigned status, std::string body, ExtraHeaders extra) const {
@@ -180,6 +206,15 @@ awaitable<bool> Replies::reply_error(Exchange exchange, errc error, std::string 
   co_return co_await reply(exchange, spec.status, error_body(error, message), std::move(extra));
 }
 
+awaitable<bool> Replies::reply_error(Exchange exchange, std::optional<ClientProtocol> protocol, errc error,
+                                     std::string message, ExtraHeaders extra) const {
+  if (!protocol) co_return co_await reply_error(exchange, error, std::move(message), std::move(extra));
+  const ErrorSpec& spec = spec_of(error);
+  if (spec.retry_after > 0) extra.emplace_back("Retry-After", std::to_string(spec.retry_after));
+  std::string body = protocol_error_json(*protocol, spec.status, message, spec.code);
+  co_return co_await reply(exchange, spec.status, std::move(body), std::move(extra));
+}
+
 // ---- Router ----
 
 Router::Router(net::io_context& io, const Config& config, ServerServices services, const Replies& replies,
@@ -202,17 +237,18 @@ awaitable<bool> Router::route(Exchange exchange) {
   const std::string_view path = path_of(request.target());
   const Route& route = match_route(path);
   // The key first: a client without one learns nothing about the routes.
-  if (needs_key(route, config_.protect_metrics) &&
-      !services_.api_keys.allows(presented_key(request[http::field::authorization], request["X-API-Key"]))) {
-    return replies_.reply_error(exchange, errc::invalid_api_key,
-                                "Invalid or missing API key: send Authorization: Bearer KEY or X-API-Key: KEY.",
+  if (needs_key(route, config_.protect_metrics) && !services_.api_keys.allows(request_key(request))) {
+    return replies_.reply_error(exchange, protocol_of_path(path), errc::invalid_api_key,
+                                "Invalid or missing API key: send Authorization: Bearer KEY, X-API-Key: KEY, "
+                                "x-goog-api-key: KEY or ?key=KEY.",
                                 kAskForBearer);
   }
   if (!method_allowed(route.methods, request.method())) {
     std::string message =
         "Method " + std::string(request.method_string()) + " is not allowed on " + std::string(path) + ".";
     ExtraHeaders allow{{"Allow", std::string(allow_header(route.methods))}};
-    return replies_.reply_error(exchange, errc::method_not_allowed, std::move(message), std::move(allow));
+    return replies_.reply_error(exchange, protocol_of_path(path), errc::method_not_allowed, std::move(message),
+                                std::move(allow));
   }
   return handle(route.id, exchange);
 }
@@ -240,6 +276,21 @@ awaitable<bool> Router::handle(RouteId id, Exchange exchange) {
     case RouteId::cancel: {
       return cancel(exchange);
     }
+    case RouteId::responses: {
+      return translated(exchange, ClientProtocol::responses);
+    }
+    case RouteId::messages: {
+      return translated(exchange, ClientProtocol::anthropic);
+    }
+    case RouteId::count_tokens: {
+      return count_tokens(exchange);
+    }
+    case RouteId::gemini_models: {
+      return gemini_models(exchange);
+    }
+    case RouteId::gemini_model: {
+      return gemini_model(exchange);
+    }
     case RouteId::admin: {
       return admin(exchange);
     }
@@ -247,7 +298,8 @@ awaitable<bool> Router::handle(RouteId id, Exchange exchange) {
       break;
   }
   const std::string_view path = path_of(exchange.request.target());
-  return replies_.reply_error(exchange, errc::not_found, "No route for " + std::string(path) + ".");
+  return replies_.reply_error(exchange, protocol_of_path(path), errc::not_found,
+                              "No route for " + std::string(path) + ".");
 }
 
 awaitable<bool> Router::readiness(Exchange exchange) {
@@ -284,7 +336,7 @@ void Router::count_usage(const Request& request, const ForwardResult& outcome) {
   // Without keys every request counts under "none": no digest per request then.
   std::string key(kNoKeyId);
   if (services_.api_keys.enabled()) {
-    const auto presented = presented_key(request[http::field::authorization], request["X-API-Key"]);
+    const auto presented = request_key(request);
     if (presented) key = key_id(*presented);
   }
   const auto now = std::chrono::system_clock::now();
@@ -313,6 +365,162 @@ awaitable<bool> Router::chat_completions(Exchange exchange) {
     return replies_.reply_error(exchange, errc::invalid_json, "Request body must be a JSON object: " + why + ".");
   }
   return forward(exchange, body.stream_requested, /*takes_slot=*/true, requested_model(body));
+}
+
+namespace {
+
+// A client's body as JSON, after the depth-capped check that keeps hostile
+// nesting off the parser; `error` says why it is refused.
+struct ClientBody {
+  nlohmann::json value;
+  std::string error;
+};
+
+ClientBody parse_client_body(std::string_view body) {
+  const JsonCheck check = check_json(body);
+  if (!check.is_object) {
+    const std::string why = check.valid ? "the body is not a JSON object" : check.error;
+    return {nullptr, "Request body must be a JSON object: " + why + "."};
+  }
+  return {nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false), ""};
+}
+
+// The chat request a child gets for a translated one: the client's fields
+// (its key as a Bearer token when it came in another place), the chat body.
+Request chat_request_for(const Request& client, std::string chat_body) {
+  Request chat{http::verb::post, "/v1/chat/completions", client.version()};
+  for (const auto& field : client) {
+    const http::field code = field.name();
+    if (code == http::field::content_length || code == http::field::transfer_encoding ||
+        code == http::field::content_type || code == http::field::expect ||
+        (code == http::field::unknown && iequals(field.name_string(), "x-goog-api-key"))) {
+      continue;
+    }
+    chat.insert(field.name_string(), field.value());
+  }
+  if (chat[http::field::authorization].empty()) {
+    if (const auto key = request_key(client)) chat.set(http::field::authorization, "Bearer " + std::string(*key));
+  }
+  chat.set(http::field::content_type, "application/json");
+  chat.body() = std::move(chat_body);
+  chat.prepare_payload();
+  return chat;
+}
+
+bool requests_stream(const nlohmann::json& chat) {
+  const nlohmann::json* stream = translate::member(chat, "stream");
+  return stream != nullptr && stream->is_boolean() && stream->get<bool>();
+}
+
+}  // namespace
+
+translate::Options Router::translation_options(const Request& request) const {
+  translate::Options options;
+  options.model_aliases = &config_.model_aliases;
+  options.id_base = std::string(request["X-Request-Id"]);
+  options.created =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return options;
+}
+
+// A Responses, Anthropic or Gemini request: translated to a chat request that
+// takes the relay's path like any other, its answer turned back on the way.
+awaitable<bool> Router::translated(Exchange exchange, ClientProtocol protocol) {
+  const Request& request = exchange.request;
+  ClientBody body = parse_client_body(request.body());
+  if (!body.error.empty()) {
+    co_return co_await replies_.reply_error(exchange, protocol, errc::invalid_json, std::move(body.error));
+  }
+  const translate::Options options = translation_options(request);
+  GeminiTarget target;
+  if (protocol == ClientProtocol::gemini) target = parse_gemini_target(path_of(request.target()));
+  const translate::Result<nlohmann::json> chat = [&]() -> translate::Result<nlohmann::json> {
+    switch (protocol) {
+      case ClientProtocol::responses:
+        return translate::responses::to_chat_request(body.value, options);
+      case ClientProtocol::anthropic:
+        return translate::anthropic::to_chat_request(body.value, options);
+      case ClientProtocol::gemini:
+        return translate::gemini::to_chat_request(body.value, target.model, target.method == "streamGenerateContent",
+                                                  options);
+    }
+    return translate::ProtocolError{500, "unknown protocol", "", ""};
+  }();
+  if (!chat.ok()) {
+    const unsigned status = static_cast<unsigned>(chat.error().status);
+    co_return co_await replies_.reply(exchange, status, protocol_error_json(protocol, chat.error()));
+  }
+  const bool stream_requested = requests_stream(chat.value());
+  RequestedModel model;
+  if (std::string chat_model = translate::string_member(chat.value(), "model");
+      !chat_model.empty() && !names_no_model(chat_model, proxy_model_name_)) {
+    model.decoded = std::move(chat_model);
+  }
+  // As the client named it: the answers show that name (Gemini's is in the path).
+  std::string client_model = target.model;
+  if (protocol != ClientProtocol::gemini) client_model = translate::string_member(body.value, "model");
+  const Request chat_request = chat_request_for(request, translate::dump(chat.value()));
+  ProtocolAnswer answer(protocol, std::move(body.value), std::move(client_model), options);
+  co_return co_await forward_request(forward_, exchange.stream, chat_request, stream_requested, /*takes_slot=*/true,
+                                     replies_.keep_alive_for(request), std::string(exchange.peer_text),
+                                     std::move(model), exchange.outcome, &answer);
+}
+
+// An estimate, answered here: no child can count tokens either.
+awaitable<bool> Router::count_tokens(Exchange exchange) {
+  ClientBody body = parse_client_body(exchange.request.body());
+  if (!body.error.empty()) {
+    co_return co_await replies_.reply_error(exchange, ClientProtocol::anthropic, errc::invalid_json,
+                                            std::move(body.error));
+  }
+  const auto counted = translate::anthropic::count_tokens(body.value, translation_options(exchange.request));
+  if (!counted.ok()) {
+    const unsigned status = static_cast<unsigned>(counted.error().status);
+    co_return co_await replies_.reply(exchange, status,
+                                      protocol_error_json(ClientProtocol::anthropic, counted.error()));
+  }
+  co_return co_await replies_.reply(exchange, 200, translate::dump(counted.value()));
+}
+
+awaitable<bool> Router::gemini_models(Exchange exchange) {
+  const auto ids = model_ids(registry_.serving_model_sets());
+  co_return co_await replies_.reply(exchange, 200, translate::dump(translate::gemini::models_list(ids)));
+}
+
+// GET /v1beta/models/{model}, POST /v1beta/models/{model}:generateContent and :streamGenerateContent?alt=sse.
+awaitable<bool> Router::gemini_model(Exchange exchange) {
+  const Request& request = exchange.request;
+  const GeminiTarget target = parse_gemini_target(path_of(request.target()));
+  const http::verb wanted = target.method.empty() ? http::verb::get : http::verb::post;
+  if (request.method() != wanted) {
+    ExtraHeaders allow{{"Allow", wanted == http::verb::get ? "GET" : "POST"}};
+    co_return co_await replies_.reply_error(exchange, ClientProtocol::gemini, errc::method_not_allowed,
+                                            "Use " + std::string(allow.front().second) + " on this path.",
+                                            std::move(allow));
+  }
+  if (target.model.empty()) {
+    co_return co_await replies_.reply_error(exchange, ClientProtocol::gemini, errc::not_found,
+                                            "The path names no model: /v1beta/models/{model}.");
+  }
+  if (target.method.empty()) {
+    if (registry_.no_serving_child_has(target.model)) {
+      const auto known = model_ids(registry_.serving_model_sets());
+      co_return co_await replies_.reply_error(exchange, ClientProtocol::gemini, errc::model_not_found,
+                                              model_not_found_message(target.model, known));
+    }
+    co_return co_await replies_.reply(exchange, 200, translate::dump(translate::gemini::model_info(target.model)));
+  }
+  if (target.method != "generateContent" && target.method != "streamGenerateContent") {
+    co_return co_await replies_.reply_error(
+        exchange, ClientProtocol::gemini, errc::not_found,
+        "The method " + target.method + " is not served here; generateContent and streamGenerateContent are.");
+  }
+  if (target.method == "streamGenerateContent" && query_param(request.target(), "alt") != "sse") {
+    co_return co_await replies_.reply_error(
+        exchange, ClientProtocol::gemini, errc::bad_request,
+        "streamGenerateContent is served as server-sent events only: add ?alt=sse to the URL.");
+  }
+  co_return co_await translated(exchange, ClientProtocol::gemini);
 }
 
 awaitable<bool> Router::cancel(Exchange exchange) {

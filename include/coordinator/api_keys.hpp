@@ -15,7 +15,15 @@ std::vector<std::string> parse_api_keys(std::string_view text);
 // Compares without an early exit, so timing does not reveal a key's prefix.
 bool constant_time_equals(std::string_view a, std::string_view b);
 
-// The key a request presents: `Authorization: Bearer KEY`, else `X-API-Key: KEY`.
+// The key a request presents: `Authorization: Bearer KEY`, else `X-API-Key: KEY`
+// (also Anthropic's x-api-key), else Gemini's `x-goog-api-key: KEY`, else its `?key=KEY`.
+struct KeyCarriers {
+  std::string_view authorization;
+  std::string_view x_api_key;
+  std::string_view x_goog_api_key;
+  std::string_view key_param;
+};
+std::optional<std::string_view> presented_key(const KeyCarriers& carriers);
 std::optional<std::string_view> presented_key(std::string_view authorization, std::string_view x_api_key);
 
 // The keys required at the edge, re-read on SIGHUP. Keys are never logged.

@@ -21,6 +21,9 @@ awaitable<unsigned> cancel_on_child(std::string child, std::string host, int por
 awaitable<std::optional<SimpleResponse>> fetch_models(std::string host, int port, Clock::duration timeout,
                                                       std::string& error);
 
+// The API key `request` presents, in any of the places clients put it (presented_key).
+std::optional<std::string_view> request_key(const http::request<http::string_body>& request);
+
 // The client's credentials, to be carried by the coordinator's own calls to a child.
 ExtraHeaders credentials_of(const http::request<http::string_body>& request);
 

@@ -8,6 +8,7 @@
 
 #include "coordinator/asio.hpp"
 #include "coordinator/errors.hpp"
+#include "coordinator/protocol_answer.hpp"
 #include "coordinator/relay_deadlines.hpp"
 #include "coordinator/relay_signals.hpp"
 #include "coordinator/responses.hpp"
@@ -21,10 +22,13 @@ using Request = http::request<http::string_body>;
 // framing (length, chunked or close), body pieces, heartbeats, the error event
 // and [DONE] that end a broken stream, and whether the connection can carry
 // another request. One per request; knows nothing of children.
+// With a ProtocolAnswer (a Responses, Anthropic or Gemini client), what the
+// child sends is turned into that protocol on its way: a stream event by
+// event, a JSON answer whole once it is in; the coordinator's own errors too.
 class ClientResponse {
  public:
   ClientResponse(TcpStream& client, const Request& request, bool keep_alive, Clock::duration send_timeout,
-                 RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals);
+                 RelayDeadlines& deadlines, std::shared_ptr<RelaySignals> signals, ProtocolAnswer* protocol = nullptr);
 
   // Starts the answer with a child's head (status, fields; hop-by-hop fields
   // dropped); `length` is its body's, when known. A non-stream head waits to go
@@ -75,6 +79,13 @@ class ClientResponse {
 
   std::string head_bytes(const http::response_header<>& child_head, std::optional<std::uint64_t> length);
   awaitable<bool> write(net::const_buffer head, net::const_buffer data, bool last_chunk);
+  // Bytes of our own (heartbeats, error events): never through the protocol.
+  awaitable<bool> send_raw(std::string_view bytes);
+  awaitable<void> end_events(std::string events);
+  // The protocol's side of begin, finish and abort.
+  bool begin_translated(const http::response_header<>& child_head, bool stream_mode);
+  awaitable<bool> finish_translated();
+  awaitable<bool> send_whole(unsigned status, std::string body, std::string retry_after);
 
   TcpStream& client_;
   const Request& request_;
@@ -88,6 +99,12 @@ class ClientResponse {
   bool reusable_ = false;
   Framing framing_ = Framing::length;
   std::string pending_head_;  // a non-stream answer's head, sent with its first body bytes
+  ProtocolAnswer* protocol_;  // null: the client speaks chat completions, bytes pass unchanged
+  std::string pending_events_;  // a translated stream's opening events, sent with its head
+  bool collecting_ = false;     // a translated JSON answer: held until it is whole
+  bool stream_wanted_ = false;  // the client asked for a stream (a JSON answer is turned into one)
+  std::string collected_;
+  std::string child_retry_after_;
   unsigned status_ = 0;
   std::uint64_t bytes_sent_ = 0;
   double stream_ttfb_ = -1;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,6 +44,8 @@ struct Upstream {
 
 // Parses `[NAME=]http://HOST:PORT[/]`; returns a one-line reason on failure.
 std::variant<Upstream, std::string> parse_upstream(const std::string& text);
+// --model-alias FROM=TO: both names non-empty, without spaces; or why not.
+std::variant<std::pair<std::string, std::string>, std::string> parse_model_alias(const std::string& text);
 
 // Parses a byte size with an optional K/M/G suffix (powers of 1024).
 std::optional<std::uint64_t> parse_byte_size(const std::string& text);
@@ -61,6 +64,8 @@ struct Config {
   std::filesystem::path log_dir = "logs/coordinator";
   // A profile whose first cookie expires within this is flagged (GET /admin/profiles).
   Duration expiry_warning = std::chrono::hours{24 * 7};
+  // --model-alias: a model name a Responses, Anthropic or Gemini client sends -> the one the children get.
+  std::map<std::string, std::string, std::less<>> model_aliases;
   // Model cooldowns and usage across restarts; empty: {log_dir}/state.json, "none": off.
   std::filesystem::path state_file;
   BrowserMode browser_mode = BrowserMode::headless;

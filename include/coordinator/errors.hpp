@@ -1,6 +1,7 @@
 #pragma once
 
 #include <boost/system/error_code.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -51,6 +52,9 @@ struct ErrorSpec {
 };
 
 const ErrorSpec& spec_of(errc error);
+// The status of the first row with this `code` (a stream's error event
+// carries only the code); nullopt for a code of no row (a child's own).
+std::optional<unsigned> status_of_code(std::string_view code);
 // The table's rows follow the enum (for its unit test).
 bool error_table_in_order();
 

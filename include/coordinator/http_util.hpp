@@ -25,6 +25,10 @@ bool is_hop_by_hop(std::string_view field_name);
 // Beast, so a field it does not know is never one (no string compares).
 bool is_hop_by_hop(boost::beast::http::field name);
 
+// The raw value of `name` in the query of `target` ("" when absent); not
+// percent-decoded (API keys and the values routes read are plain).
+std::string_view query_param(std::string_view target, std::string_view name);
+
 // A Content-Type of text/event-stream (with or without parameters).
 bool is_event_stream(std::string_view content_type);
 // A Retry-After in delta-seconds; a date or anything else is ignored.

@@ -14,6 +14,7 @@
 #include "coordinator/config.hpp"
 #include "coordinator/dispatcher.hpp"
 #include "coordinator/metrics.hpp"
+#include "coordinator/protocol_answer.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/relay_signals.hpp"
 #include "coordinator/upstream.hpp"
@@ -86,10 +87,12 @@ struct ForwardResult {
 // `model` is the body's model: only children that may serve it get the request,
 // and when no serving child may, the client gets 404 model_not_found.
 // What happened goes to `result`; the awaited value is its `client_reusable`.
+// `protocol`: the client's protocol when it is not chat completions (the
+// request is already translated; the answer is turned back on its way).
 awaitable<bool> forward_request(ForwardContext& context, TcpStream& client,
                                 const http::request<http::string_body>& request, bool stream_requested, bool takes_slot,
                                 bool client_keep_alive, std::string client_address, RequestedModel model,
-                                ForwardResult& result);
+                                ForwardResult& result, ProtocolAnswer* protocol = nullptr);
 
 // The child's own log says its account ran out of quota (the real child then
 // re-queues a non-streamed request until its 420 s timeout): it cools down for

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -11,6 +12,7 @@
 #include "coordinator/errors.hpp"
 #include "coordinator/json_check.hpp"
 #include "coordinator/metrics.hpp"
+#include "coordinator/protocol_answer.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/relay.hpp"
 #include "coordinator/responses.hpp"
@@ -31,6 +33,12 @@ enum class RouteId {
   models,
   chat_completions,
   cancel,  // /v1/cancel/{req_id}
+  // Other protocols, translated onto the children's chat completions.
+  responses,           // POST /v1/responses (OpenAI Responses API)
+  messages,            // POST /v1/messages (Anthropic Messages API)
+  count_tokens,        // POST /v1/messages/count_tokens
+  gemini_models,       // GET /v1beta/models
+  gemini_model,        // /v1beta/models/{model}: GET, or POST :generateContent / :streamGenerateContent
   admin,   // /admin/*: the admin table below
   not_found,
   // Under /admin/, checked after the loopback check.
@@ -71,6 +79,16 @@ ChildAction parse_child_action(std::string_view path);
 
 // The target without its query.
 std::string_view path_of(std::string_view target);
+
+// The protocol whose error shape a path's answers take; nullopt: OpenAI's.
+std::optional<ClientProtocol> protocol_of_path(std::string_view path);
+
+// /v1beta/models/{model}:{method} (Gemini); `method` empty for a plain model path.
+struct GeminiTarget {
+  std::string model;
+  std::string method;
+};
+GeminiTarget parse_gemini_target(std::string_view path);
 
 // What the admin API can ask of the rest of the daemon. Each returns an error
 // message, or an empty string when done.
@@ -122,6 +140,9 @@ class Replies {
   // 200 with a non-JSON body (metrics, the status page); no body for HEAD.
   awaitable<bool> reply_text(Exchange exchange, std::string body, std::string content_type) const;
   awaitable<bool> reply_error(Exchange exchange, errc error, std::string message, ExtraHeaders extra = {}) const;
+  // The same in the error shape of `protocol` (OpenAI's when nullopt).
+  awaitable<bool> reply_error(Exchange exchange, std::optional<ClientProtocol> protocol, errc error,
+                              std::string message, ExtraHeaders extra = {}) const;
 
  private:
   const Config& config_;
@@ -154,6 +175,11 @@ class Router {
   RequestedModel requested_model(const JsonCheck& body) const;
   awaitable<bool> models(Exchange exchange);
   awaitable<bool> chat_completions(Exchange exchange);
+  awaitable<bool> translated(Exchange exchange, ClientProtocol protocol);
+  translate::Options translation_options(const Request& request) const;
+  awaitable<bool> count_tokens(Exchange exchange);
+  awaitable<bool> gemini_models(Exchange exchange);
+  awaitable<bool> gemini_model(Exchange exchange);
   awaitable<bool> cancel(Exchange exchange);
   awaitable<bool> broadcast_cancel(Exchange exchange, std::string req_id);
   awaitable<bool> admin(Exchange exchange);

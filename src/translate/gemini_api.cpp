@@ -444,7 +444,8 @@ std::string Stream::finish() {
   if (ended_) return {};
   ended_ = true;
   json parts = function_call_parts(reader_.tool_calls(), options_);
-  if (parts.empty()) parts.push_back({{"text", ""}});
+  // No empty text part: a client that counts or joins parts must not see one more.
+  // (Gemini itself ends streams with a chunk of finishReason and no new text.)
   json last = response_chunk(std::move(parts), model_, options_);
   last["candidates"][0]["finishReason"] = finish_reason(reader_.finish_reason());
   last["usageMetadata"] = usage_metadata(reader_.usage());

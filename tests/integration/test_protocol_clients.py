@@ -12,9 +12,9 @@ coordinator over fake children; this file checks the text, the tool call (name a
 the usage against what the child reported (its journal: docs/fake-child-contract.md behaviour
 18), what the child was sent, and that a quota error on one child is retried on another.
 
-Not yet in tests/integration/CMakeLists.txt: the endpoints land with the translation work.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -24,7 +24,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import REPO_ROOT, Coordinator, require_binary, wait_until  # noqa: E402
+from harness import REPO_ROOT, Coordinator, SSEStream, require_binary, wait_until  # noqa: E402
 
 from test_models import wait_models_learned  # noqa: E402
 
@@ -395,6 +395,112 @@ class ProtocolClientTests(ClientRunner, unittest.TestCase):
                     self.assertNotIn(API_KEY.encode(), f.read(), f"the key is in {path}")
             except OSError:
                 pass
+
+
+class ProtocolEdgeTests(unittest.TestCase):
+    """The translated routes without an SDK: errors in each protocol's own shape, refusals that
+    reach no child, count_tokens, --model-alias, Anthropic's ping while the child is silent, and
+    usage counted per key."""
+
+    CHILD = "edge"
+    ALIAS = "claude-test-alias"
+    KEY_HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Coordinator({cls.CHILD: {"chat_delay": 2.5, "stream_chunks": 3, "stream_interval": 0.01}},
+                            extra_args=["--api-keys-file", "keys.txt", "--sse-heartbeat", "1",
+                                        "--model-alias", f"{cls.ALIAS}=fake-model"])
+        write_keys(cls.c, [API_KEY])
+        cls.c.__enter__()
+        wait_models_learned(cls.c, [cls.CHILD])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.__exit__(None, None, None)
+
+    def anthropic_body(self, **extra):
+        return dict({"model": "fake-model", "max_tokens": 64,
+                     "messages": [{"role": "user", "content": PROMPT}]}, **extra)
+
+    def requests_to_child(self):
+        return len(self.c.chat_requests(self.CHILD))
+
+    def test_errors_come_in_each_protocols_shape_and_reach_no_child(self):
+        c = self.c
+        before = self.requests_to_child()
+        r = c.post_json("/v1/messages", self.anthropic_body(), headers={"x-api-key": "sk-wrong"})
+        self.assertEqual((r.status, r.json()["type"], r.json()["error"]["type"]),
+                         (401, "error", "authentication_error"), r.text)
+        r = c.post_json("/v1/messages", self.anthropic_body(model="no-such-model"), headers=self.KEY_HEADERS)
+        self.assertEqual((r.status, r.json()["error"]["type"]), (404, "not_found_error"), r.text)
+        self.assertIn("fake-model", r.json()["error"]["message"], "the known ids are named")
+        r = c.post_json("/v1/messages", {"messages": "not a list"}, headers=self.KEY_HEADERS)
+        self.assertEqual((r.status, r.json()["error"]["type"]), (400, "invalid_request_error"), r.text)
+        r = c.request("POST", "/v1/messages", body=b"{not json", headers=dict(self.KEY_HEADERS))
+        self.assertEqual((r.status, r.json()["error"]["type"]), (400, "invalid_request_error"), r.text)
+        r = c.post_json("/v1/responses", {"model": "fake-model", "input": PROMPT, "store": True},
+                        headers={"Authorization": f"Bearer {API_KEY}"})
+        self.assertEqual(r.status, 400, r.text)
+        self.assertIn("store", r.json()["error"]["message"])
+        gemini = {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}
+        key = {"x-goog-api-key": API_KEY}
+        r = c.post_json("/v1beta/models/fake-model:streamGenerateContent", gemini, headers=key)
+        self.assertEqual((r.status, r.json()["error"]["status"]), (400, "INVALID_ARGUMENT"), r.text)
+        self.assertIn("alt=sse", r.json()["error"]["message"])
+        r = c.get("/v1beta/models/no-such-model", headers=key)
+        self.assertEqual((r.status, r.json()["error"]["status"]), (404, "NOT_FOUND"), r.text)
+        r = c.post_json("/v1beta/models/fake-model:embedContent", gemini, headers=key)
+        self.assertEqual((r.status, r.json()["error"]["code"]), (404, 404), r.text)
+        r = c.get("/v1beta/models/fake-model", headers=key)
+        self.assertEqual((r.status, r.json()["name"]), (200, "models/fake-model"), r.text)
+        self.assertEqual(self.requests_to_child(), before, "no refused request reached the child")
+
+    def test_count_tokens_is_an_estimate_made_here(self):
+        before = self.requests_to_child()
+        r = self.c.post_json("/v1/messages/count_tokens", {"model": "fake-model", "messages": [
+            {"role": "user", "content": "a prompt of some forty characters, or so"}]}, headers=self.KEY_HEADERS)
+        self.assertEqual(r.status, 200, r.text)
+        self.assertTrue(r.json()["estimated"], r.text)
+        self.assertGreater(r.json()["input_tokens"], 5, r.text)
+        self.assertEqual(self.requests_to_child(), before)
+
+    def test_a_model_alias_reaches_the_child_as_its_target(self):
+        since = len(self.c.events(self.CHILD))
+        r = self.c.post_json("/v1/messages", self.anthropic_body(model=self.ALIAS), headers=self.KEY_HEADERS)
+        self.assertEqual(r.status, 200, r.text)
+        self.assertEqual(r.json()["model"], self.ALIAS, "the answer keeps the client's name")
+        sent = [e for e in self.c.events(self.CHILD)[since:] if e.get("event") == "chat_request"]
+        self.assertEqual([e["model"].split("/")[-1] for e in sent], ["fake-model"], sent)
+
+    def test_anthropic_stream_pings_while_the_child_is_silent(self):
+        body = self.anthropic_body(stream=True)
+        with SSEStream(self.c.port, body=body, path="/v1/messages", headers=self.KEY_HEADERS, timeout=15) as s:
+            self.assertEqual(s.read_head(15), 200)
+            lines = [line for _, line in s.read_to_end(15)]
+        events = [line[len("event: "):] for line in lines if line.startswith("event: ")]
+        self.assertEqual(events[0], "message_start", lines)
+        first_delta = events.index("content_block_delta")
+        self.assertGreaterEqual(events[:first_delta].count("ping"), 1,
+                                f"no ping in the child's 2.5 s of silence: {events}")
+        self.assertEqual(events[-2:], ["message_delta", "message_stop"], events)
+        self.assertFalse(any(line.startswith(": ") for line in lines), "pings, not comments")
+
+    def test_usage_counts_translated_requests_under_their_key(self):
+        key_id = "key-" + hashlib.sha256(API_KEY.encode()).hexdigest()[:8]
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+
+        def requests_2xx():
+            by_key = self.c.get("/admin/usage", headers=auth).json()["totals"]["by_key"]
+            return by_key.get(key_id, {}).get("requests", {}).get("2xx", 0)
+
+        before = requests_2xx()
+        r = self.c.post_json("/v1beta/models/fake-model:generateContent",
+                             {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]},
+                             headers={"x-goog-api-key": API_KEY})
+        self.assertEqual(r.status, 200, r.text)
+        self.assertTrue(wait_until(lambda: requests_2xx() == before + 1, 5),
+                        f"2xx for {key_id}: {requests_2xx()} (was {before})")
 
 
 class QuotaFailoverTests(ClientRunner, unittest.TestCase):

@@ -283,7 +283,7 @@ TEST(TranslateGemini, StreamedTextIsOneResponseChunkPerDataLine) {
   for (const auto& event : events) EXPECT_EQ(event.name, "");
   EXPECT_EQ(events[1].data.at("candidates")[0].at("content").at("parts")[0].at("text"), " patterns.");
   EXPECT_EQ(events[2].data, json::parse(R"({
-    "candidates": [{"content": {"parts": [{"text": ""}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+    "candidates": [{"content": {"parts": [], "role": "model"}, "finishReason": "STOP", "index": 0}],
     "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 12, "totalTokenCount": 20},
     "modelVersion": "gemini-2.5-flash", "responseId": "req1"})"));
   EXPECT_EQ(stream.finish(), "");
