@@ -20,7 +20,7 @@ if ! [[ $seconds =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
 fi
 build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 jobs=${FUZZ_JOBS:-$(nproc)}
-targets=(fuzz_http_request fuzz_http_response fuzz_config fuzz_profile_json fuzz_ids fuzz_state_file)
+targets=(fuzz_http_request fuzz_http_response fuzz_config fuzz_profile_json fuzz_ids fuzz_state_file fuzz_translate)
 if [ -n "${FUZZ_TARGETS:-}" ]; then read -r -a targets <<<"$FUZZ_TARGETS"; fi
 fuzz_dir=$root/tests/fuzz
 

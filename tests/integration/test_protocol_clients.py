@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -485,6 +486,25 @@ class ProtocolEdgeTests(unittest.TestCase):
                                 f"no ping in the child's 2.5 s of silence: {events}")
         self.assertEqual(events[-2:], ["message_delta", "message_stop"], events)
         self.assertFalse(any(line.startswith(": ") for line in lines), "pings, not comments")
+
+    def test_a_client_that_leaves_a_translated_stream_ends_the_childs_work(self):
+        body = {"input": PROMPT, "model": "fake-model", "stream": True}
+        earlier = {e.get("req_id") for e in self.c.events(self.CHILD)}
+        s = SSEStream(self.c.port, body=body, path="/v1/responses",
+                      headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
+        try:
+            self.assertEqual(s.read_head(5), 200)
+        finally:
+            t_left = time.time()
+            s.close()
+        start = self.c.wait_event(lambda e: e.get("event") == "chat_start" and e.get("stream")
+                                  and e.get("req_id") not in earlier, timeout=5, name=self.CHILD)
+        self.assertTrue(start, f"the child never got the request: {self.c.events(self.CHILD)}")
+        seen = self.c.wait_event(lambda e: e.get("req_id") == start["req_id"]
+                                 and e.get("event") in ("client_disconnected", "cancel"),
+                                 timeout=5, name=self.CHILD)
+        self.assertTrue(seen, f"the child never saw the client leave: {self.c.events(self.CHILD)}")
+        self.assertLessEqual(seen["t"] - t_left, 1.5, seen)
 
     def test_usage_counts_translated_requests_under_their_key(self):
         key_id = "key-" + hashlib.sha256(API_KEY.encode()).hexdigest()[:8]
