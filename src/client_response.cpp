@@ -176,17 +176,21 @@ awaitable<bool> ClientResponse::write(net::const_buffer head, net::const_buffer 
 }
 
 awaitable<bool> ClientResponse::send(std::string_view bytes) {
-  if (protocol_ != nullptr && collecting_) {
+  if (protocol_ != nullptr) co_return co_await send_translated(bytes);
+  // Straight to write: a chat answer's bytes cost no coroutine frame more.
+  if (bytes.empty()) co_return true;
+  co_return co_await write(net::buffer(pending_head_), net::buffer(bytes.data(), bytes.size()), false);
+}
+
+awaitable<bool> ClientResponse::send_translated(std::string_view bytes) {
+  if (collecting_) {
     collected_.append(bytes);
     if (collected_.size() <= kMaxTranslatedAnswer) co_return true;
     co_await abort(errc::child_stream_aborted, "The child's answer is too large to translate.");
     co_return false;
   }
-  if (protocol_ != nullptr) {
-    const std::string events = protocol_->stream_bytes(bytes);
-    co_return co_await send_raw(events);
-  }
-  co_return co_await send_raw(bytes);
+  const std::string events = protocol_->stream_bytes(bytes);
+  co_return co_await send_raw(events);
 }
 
 awaitable<bool> ClientResponse::send_raw(std::string_view bytes) {

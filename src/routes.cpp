@@ -387,12 +387,13 @@ ClientBody parse_client_body(std::string_view body) {
 
 // The chat request a child gets for a translated one: the client's fields
 // (its key as a Bearer token when it came in another place), the chat body.
+// No Accept-Encoding: the answer is read here, so it must come uncompressed.
 Request chat_request_for(const Request& client, std::string chat_body) {
   Request chat{http::verb::post, "/v1/chat/completions", client.version()};
   for (const auto& field : client) {
     const http::field code = field.name();
     if (code == http::field::content_length || code == http::field::transfer_encoding ||
-        code == http::field::content_type || code == http::field::expect ||
+        code == http::field::content_type || code == http::field::expect || code == http::field::accept_encoding ||
         (code == http::field::unknown && iequals(field.name_string(), "x-goog-api-key"))) {
       continue;
     }

@@ -84,6 +84,7 @@ class ClientResponse {
   awaitable<void> end_events(std::string events);
   // The protocol's side of begin, finish and abort.
   bool begin_translated(const http::response_header<>& child_head, bool stream_mode);
+  awaitable<bool> send_translated(std::string_view bytes);
   awaitable<bool> finish_translated();
   awaitable<bool> send_whole(unsigned status, std::string body, std::string retry_after);
 
@@ -98,8 +99,8 @@ class ClientResponse {
   bool sse_ = false;
   bool reusable_ = false;
   Framing framing_ = Framing::length;
-  std::string pending_head_;  // a non-stream answer's head, sent with its first body bytes
-  ProtocolAnswer* protocol_;  // null: the client speaks chat completions, bytes pass unchanged
+  std::string pending_head_;    // a non-stream answer's head, sent with its first body bytes
+  ProtocolAnswer* protocol_;    // null: the client speaks chat completions, bytes pass unchanged
   std::string pending_events_;  // a translated stream's opening events, sent with its head
   bool collecting_ = false;     // a translated JSON answer: held until it is whole
   bool stream_wanted_ = false;  // the client asked for a stream (a JSON answer is turned into one)
