@@ -175,6 +175,24 @@ class WebhookTests(unittest.TestCase):
                 self.assertEqual(len(sink.events("quota_exhausted")), 1, sink.events())
                 self.assertEqual(c.chat("again", model="m-a").status, 200)
 
+    def test_child_failed_once_then_recovered_after_a_restart(self):
+        with Sink() as sink:
+            profiles = {"alpha": {"crash_on_start": True}, "beta": {}}
+            with Coordinator(profiles, extra_args=["--webhook", sink.url, "--max-restarts", "0"]) as c:
+                self.assertEqual((c.wait_state("alpha", "failed", 15) or {}).get("state"), "failed",
+                                 c.output_tail())
+                event = sink.wait_event("child_failed", 10, child="alpha")
+                self.assertIsNotNone(event, f"{sink.events()}\n{c.output_tail()}")
+                self.assertIn("/admin/children/alpha/restart", event["message"])
+                time.sleep(2)
+                self.assertEqual(len(sink.events("child_failed")), 1, sink.events())
+                c.rewrite_profile("alpha", {})
+                self.assertEqual(c.request("POST", "/admin/children/alpha/restart").status, 200)
+                self.assertEqual((c.wait_state("alpha", "ready", 15) or {}).get("state"), "ready",
+                                 c.output_tail())
+                recovered = sink.wait_event("recovered", 10, child="alpha", cause="child_failed")
+                self.assertIsNotNone(recovered, f"{sink.events()}\n{c.output_tail()}")
+
     def test_expiring_profile_in_ready_the_log_and_a_retried_webhook(self):
         secret_file_dir = None
         with Sink(statuses=[500]) as flaky, Sink(then=404) as refusing:
