@@ -9,11 +9,15 @@
 #include <optional>
 #include <variant>
 
+#include <unistd.h>
+
+#include "coordinator/alert_sender.hpp"
 #include "coordinator/api_keys.hpp"
 #include "coordinator/asio.hpp"
 #include "coordinator/cli.hpp"
 #include "coordinator/cooldown_timers.hpp"
 #include "coordinator/dispatcher.hpp"
+#include "coordinator/fleet_watch.hpp"
 #include "coordinator/health_checker.hpp"
 #include "coordinator/http_server.hpp"
 #include "coordinator/http_util.hpp"
@@ -22,6 +26,7 @@
 #include "coordinator/model_learner.hpp"
 #include "coordinator/orphan_guard.hpp"
 #include "coordinator/orphan_reaper.hpp"
+#include "coordinator/profile_facts_cache.hpp"
 #include "coordinator/profiles.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/sd_notify.hpp"
@@ -179,6 +184,14 @@ std::filesystem::path state_file_of(const Config& config) {
   return config.state_file;
 }
 
+// The "coordinator" of an alert: this host and the port it serves.
+std::string coordinator_name(const Config& config) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+    return config.host + ":" + std::to_string(config.port);
+  return std::string(host) + ":" + std::to_string(config.port);
+}
+
 // The services of one run, built in the order they depend on each other (and
 // torn down in reverse), on one io_context.
 class Coordinator {
@@ -198,6 +211,9 @@ class Coordinator {
         health_(io_, config, registry_),
         models_(io_, config, registry_),
         state_(io_.get_executor(), state_file_of(config), registry_, usage_),
+        profile_facts_(std::chrono::duration_cast<std::chrono::system_clock::duration>(config.expiry_warning)),
+        alerts_(io_.get_executor(), config.webhooks, config.webhook_secret, coordinator_name(config)),
+        watch_(io_.get_executor(), registry_, profile_facts_, alerts_),
         server_(io_, config, services()) {
     registry_.set_capacity_listener([this] { dispatcher_.pump(); });
     registry_.set_serving_listener([this](std::size_t slot) { models_.wake(slot); });
@@ -233,9 +249,12 @@ class Coordinator {
   Metrics metrics_;
   std::unique_ptr<Supervisor> supervisor_;
   HealthChecker health_;
-  ModelLearner models_;  // each child's /v1/models, for routing by model and the union
-  UsageBook usage_;      // requests and tokens per child and key (GET /admin/usage)
-  StateKeeper state_;    // the state file: cooldowns and usage across restarts
+  ModelLearner models_;              // each child's /v1/models, for routing by model and the union
+  UsageBook usage_;                  // requests and tokens per child and key (GET /admin/usage)
+  StateKeeper state_;                // the state file: cooldowns and usage across restarts
+  ProfileFactsCache profile_facts_;  // each profile's cookie count and first expiry, read when its file changes
+  AlertSender alerts_;               // --webhook posts
+  FleetWatch watch_;                 // once a second: profile facts, expiry warnings, alerts
   HttpServer server_;
   std::optional<OrphanReaper> reaper_;
   std::optional<net::signal_set> signals_;
@@ -254,7 +273,9 @@ ServerServices Coordinator::services() {
   admin.reload = [this] { return reload(); };
   auto recycle_child = [this](std::size_t child, std::string reason) { recycle(child, reason); };
   auto fleet_extra = [this] { return supervisor_ ? supervisor_->fleet_json() : std::string{}; };
-  return ServerServices{registry_, dispatcher_, pool_, metrics_, usage_, api_keys_, recycle_child, fleet_extra, admin};
+  auto extra_metrics = [this](std::string& out) { alerts_.append_prometheus(out); };
+  return ServerServices{registry_,     dispatcher_, pool_, metrics_,        usage_,       api_keys_,
+                        recycle_child, fleet_extra, admin, &profile_facts_, extra_metrics};
 }
 
 // Re-reads the API keys and rescans the profiles (SIGHUP, POST /admin/reload).
@@ -274,6 +295,7 @@ std::string Coordinator::reload() {
     } else {
       pool_.resize(registry_.size() + discovery.profiles.size());
       spdlog::info("reload: {}", supervisor_->reload(discovery.profiles));
+      profile_facts_.refresh(registry_);
     }
   }
   return problems;
@@ -309,6 +331,7 @@ void Coordinator::on_stop_signal(const error_code& ec, int signal_number) {
     spdlog::info("received signal {}: shutting down (grace {:.0f} s)", signal_number,
                  to_seconds(config_.shutdown_grace));
     models_.stop();
+    watch_.stop();  // the children stop now: no alert is about that
     net::co_spawn(io_, shut_down(server_, health_, supervisor_.get(), config_, io_, hurry_),
                   LogEscapedException{"shutdown"});
   } else {
@@ -349,6 +372,12 @@ void Coordinator::serve() {
   server_.start();
   health_.start();
   models_.start();
+  alerts_.start();
+  watch_.start();
+  if (alerts_.enabled()) {
+    spdlog::info("alerts: {} webhook(s){}", config_.webhooks.size(),
+                 config_.webhook_secret.empty() ? ", unsigned (no --webhook-secret)" : ", signed");
+  }
   sd_notify("READY=1");
   if (const auto interval = sd_watchdog_interval()) {
     net::co_spawn(io_, ping_watchdog(*interval / 2), LogEscapedException{"watchdog"});

@@ -1,6 +1,7 @@
 #include "coordinator/cli.hpp"
 
 #include <CLI/CLI.hpp>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -42,6 +43,9 @@ struct OptionTexts {
   std::string balance = "least-busy";
   std::vector<std::string> upstreams;
   std::vector<std::string> model_aliases;
+  std::vector<std::string> webhooks;
+  std::string webhook_secret;
+  std::string webhook_secret_file;
   std::string config_path;
   bool print_config = false;
   std::string log_format = "text";
@@ -191,6 +195,18 @@ void add_operations_options(CLI::App& app, Config& config, OptionTexts& texts) {
   app.add_option("--max-connections", config.max_connections, "Client connections served at once; more are refused")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}))
       ->capture_default_str();
+  app.add_option("--webhook", texts.webhooks,
+                 "Alerts: POST a JSON event to http://HOST[:PORT]/PATH (repeatable): needs_relogin, quota_exhausted, "
+                 "child_failed, profile_expiring, recovered")
+      ->type_name("URL");
+  app.add_option("--webhook-secret", texts.webhook_secret,
+                 "Sign each alert: X-Coordinator-Signature: sha256=HMAC-SHA256 of the body (prefer the file: "
+                 "a command line shows in ps)")
+      ->envname("COORDINATOR_WEBHOOK_SECRET")
+      ->type_name("SECRET");
+  app.add_option("--webhook-secret-file", texts.webhook_secret_file,
+                 "Read the webhook secret from this file (its first line)")
+      ->type_name("FILE");
   app.add_option("--shard", texts.shard, "Keep only profiles whose sorted index is K modulo N (scale-out replicas)")
       ->envname("COORDINATOR_SHARD")
       ->type_name("K/N");
@@ -239,6 +255,30 @@ std::optional<std::string> apply_upstreams(const std::vector<std::string>& texts
   return std::nullopt;
 }
 
+std::optional<std::string> apply_webhooks(const OptionTexts& texts, Config& config) {
+  for (const auto& text : texts.webhooks) {
+    if (text.empty()) continue;  // --print-config's `webhook=""`: none
+    auto parsed = parse_webhook_url(text);
+    if (auto* error = std::get_if<std::string>(&parsed)) return "--webhook " + text + ": " + *error;
+    config.webhooks.push_back(std::get<WebhookTarget>(std::move(parsed)));
+  }
+  if (!texts.webhook_secret.empty() && !texts.webhook_secret_file.empty()) {
+    return "--webhook-secret and --webhook-secret-file: give one of them";
+  }
+  config.webhook_secret = texts.webhook_secret;
+  if (!texts.webhook_secret_file.empty()) {
+    std::ifstream in(texts.webhook_secret_file, std::ios::binary);
+    if (!in) return "--webhook-secret-file " + texts.webhook_secret_file + ": cannot be read";
+    std::string secret;
+    std::getline(in, secret);
+    while (!secret.empty() && (secret.back() == '\r' || secret.back() == ' ' || secret.back() == '\t'))
+      secret.pop_back();
+    if (secret.empty()) return "--webhook-secret-file " + texts.webhook_secret_file + ": the first line is empty";
+    config.webhook_secret = std::move(secret);
+  }
+  return std::nullopt;
+}
+
 // Turns the checked texts into Config fields, in the order their errors are reported.
 std::optional<std::string> apply_texts(const OptionTexts& texts, Config& config) {
   if (auto error = apply_browser_mode(texts, config)) return error;
@@ -260,6 +300,7 @@ std::optional<std::string> apply_texts(const OptionTexts& texts, Config& config)
     if (config.model_aliases.contains(from)) return "--model-alias " + from + " is given twice";
     config.model_aliases.emplace(std::move(from), std::move(to));
   }
+  if (auto error = apply_webhooks(texts, config)) return error;
   return apply_upstreams(texts.upstreams, config);
 }
 
@@ -271,6 +312,11 @@ ExitRequest print_effective_config(const CLI::App& app) {
   for (std::string line; std::getline(all, line);) {
     if (line.rfind("config=", 0) == 0 || line.rfind("print-config=", 0) == 0 || line.rfind("help=", 0) == 0 ||
         (line.ends_with("=\"\"") && line.rfind("upstream=", 0) == 0)) {
+      continue;
+    }
+    // A secret is never printed: only that one is set.
+    if (line.rfind("webhook-secret=", 0) == 0 && line != "webhook-secret=\"\"") {
+      effective += "# webhook-secret is set (not shown)\n";
       continue;
     }
     effective += line + "\n";

@@ -84,6 +84,59 @@ std::variant<std::pair<std::string, std::string>, std::string> parse_model_alias
   return std::pair{std::move(from), std::move(to)};
 }
 
+std::variant<WebhookTarget, std::string> parse_webhook_url(const std::string& text) {
+  WebhookTarget webhook;
+  webhook.url = text;
+  for (const char c : text) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+      return std::string("must not hold spaces or control characters");
+  }
+  constexpr std::string_view kHttp = "http://";
+  constexpr std::string_view kHttps = "https://";
+  if (text.rfind(kHttps, 0) == 0) return std::string("https webhooks are not supported yet (use http://)");
+  if (text.rfind(kHttp, 0) != 0) return std::string("must start with http://");
+  const std::string rest = text.substr(kHttp.size());
+  if (rest.find('#') != std::string::npos) return std::string("must not have a fragment (#)");
+  const auto path_start = rest.find_first_of("/?");
+  const std::string authority = rest.substr(0, path_start);
+  webhook.target = path_start == std::string::npos ? "/" : rest.substr(path_start);
+  if (webhook.target.front() == '?') webhook.target.insert(0, "/");
+  if (authority.find('@') != std::string::npos) return std::string("must not hold a user or password");
+  std::string port_text;
+  if (!authority.empty() && authority.front() == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string::npos) return std::string("unclosed '[' in the host");
+    webhook.host = authority.substr(1, close - 1);
+    const std::string after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return std::string("unexpected text after ']'");
+      port_text = after.substr(1);
+      if (port_text.empty()) return std::string("port must be a number");
+    }
+  } else {
+    const auto colon = authority.find(':');
+    webhook.host = authority.substr(0, colon);
+    if (colon != std::string::npos) {
+      port_text = authority.substr(colon + 1);
+      if (port_text.empty()) return std::string("port must be a number");
+    }
+  }
+  if (webhook.host.empty()) return std::string("empty host");
+  for (const char c : webhook.host) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' || c == ':')) {
+      return std::string("host may hold only letters, digits, '-', '_', '.' (or an IPv6 address in [])");
+    }
+  }
+  if (!port_text.empty()) {
+    if (port_text.size() > 5 || port_text.find_first_not_of("0123456789") != std::string::npos) {
+      return std::string("port must be a number");
+    }
+    webhook.port = std::stoi(port_text);
+    if (webhook.port < 1 || webhook.port > kMaxPort) return std::string("port out of range");
+  }
+  return webhook;
+}
+
 std::optional<std::uint64_t> parse_byte_size(const std::string& text) {
   if (text.empty()) return std::nullopt;
   std::size_t digits = 0;

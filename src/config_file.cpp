@@ -160,6 +160,9 @@ std::optional<std::string> apply_config_file(CLI::App& app, const std::string& p
       } else if (entry.key == "model-alias" && !value.empty()) {
         const auto parsed = parse_model_alias(value);
         if (const auto* error = std::get_if<std::string>(&parsed)) problem = *error;
+      } else if (entry.key == "webhook" && !value.empty()) {
+        const auto parsed = parse_webhook_url(value);
+        if (const auto* error = std::get_if<std::string>(&parsed)) problem = *error;
       } else if (entry.key == "shard" && !value.empty() && !parse_shard(value)) {
         problem = "expected K/N with 0 <= K < N";
       } else if (entry.key == "max-child-rss" && !parse_byte_size(value)) {

@@ -4,12 +4,8 @@
 
 #include <chrono>
 #include <ctime>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include "coordinator/http_util.hpp"
-#include "coordinator/profile_facts.hpp"
 #include "coordinator/utc_time.hpp"
 
 namespace coordinator {
@@ -41,7 +37,26 @@ nlohmann::json cooling_models(const Child& child, Clock::time_point now) {
   return models;
 }
 
-nlohmann::json children_array(const Registry& registry, Clock::time_point now, const UsageBook* usage = nullptr) {
+// Its profile's first cookie expiry, and whether that is within --expiry-warning.
+void add_cookie_expiry(nlohmann::json& entry, const Child& child, const ProfileFactsCache& cache,
+                       std::chrono::system_clock::time_point wall_now) {
+  const ProfileFactsCache::Entry* facts = cache.find(child.name);
+  if (facts == nullptr || !facts->facts.earliest_expiry) {
+    entry["cookies_expire_at"] = nullptr;
+    entry["expiring_soon"] = false;
+    return;
+  }
+  entry["cookies_expire_at"] = format_utc(*facts->facts.earliest_expiry);
+  entry["expiring_soon"] = cache.expiring_soon(*facts, wall_now);
+  if (entry["expiring_soon"]) {
+    entry["cookies_expire_in_days"] =
+        std::chrono::duration<double>(*facts->facts.earliest_expiry - wall_now).count() / 86400.0;
+  }
+}
+
+nlohmann::json children_array(const Registry& registry, Clock::time_point now, const UsageBook* usage,
+                              const ProfileFactsCache* profiles) {
+  const auto wall_now = std::chrono::system_clock::now();
   nlohmann::json children = nlohmann::json::array();
   for (const Child& child : registry.children()) {
     children.push_back({
@@ -70,6 +85,7 @@ nlohmann::json children_array(const Registry& registry, Clock::time_point now, c
       children.back()["cooling_until"] = utc_text(child.cooling_until, now);
       children.back()["cooling_cause"] = to_string(child.cooling_cause);
     }
+    if (profiles != nullptr && !child.attached) add_cookie_expiry(children.back(), child, *profiles, wall_now);
     if (child.attached) children.back()["url"] = "http://" + child.host + ":" + std::to_string(child.ports.api);
   }
   return children;
@@ -79,9 +95,7 @@ nlohmann::json children_array(const Registry& registry, Clock::time_point now, c
 
 namespace {
 
-constexpr std::uintmax_t kMaxProfileBytes = 16u << 20;  // a storage state is kilobytes; refuse to slurp a huge file
-
-nlohmann::json profile_entry(const Child& child, Clock::duration expiry_warning,
+nlohmann::json profile_entry(const Child& child, const ProfileFactsCache& cache,
                              std::chrono::system_clock::time_point wall_now) {
   nlohmann::json entry = {{"name", child.name},
                           {"state", to_string(child.state)},
@@ -90,55 +104,50 @@ nlohmann::json profile_entry(const Child& child, Clock::duration expiry_warning,
                           {"cookies", nullptr},
                           {"earliest_cookie_expiry", nullptr},
                           {"expiring_soon", false}};
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(child.profile, ec);
-  const auto written = std::filesystem::last_write_time(child.profile, ec);
-  if (ec || size > kMaxProfileBytes) {
-    entry["problem"] = ec ? "cannot read the file: " + ec.message() : std::string("the file is too large");
+  const ProfileFactsCache::Entry* facts = cache.find(child.name);
+  if (facts == nullptr) {
+    entry["problem"] = "not read yet";
     return entry;
   }
-  entry["file_time"] = format_utc(
-      std::chrono::time_point_cast<std::chrono::system_clock::duration>(std::chrono::file_clock::to_sys(written)));
-  std::ifstream in(child.profile, std::ios::binary);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const ProfileFacts facts = profile_facts(text);
-  if (!facts.valid) {
-    entry["problem"] = facts.problem;
+  if (facts->file_time) entry["file_time"] = format_utc(*facts->file_time);
+  if (!facts->problem.empty()) {
+    entry["problem"] = facts->problem;
     return entry;
   }
-  entry["cookies"] = facts.cookies;
-  if (facts.earliest_expiry) {
-    entry["earliest_cookie_expiry"] = format_utc(*facts.earliest_expiry);
-    entry["expiring_soon"] = *facts.earliest_expiry - wall_now <= expiry_warning;
+  entry["cookies"] = facts->facts.cookies;
+  if (facts->facts.earliest_expiry) {
+    entry["earliest_cookie_expiry"] = format_utc(*facts->facts.earliest_expiry);
+    entry["expiring_soon"] = cache.expiring_soon(*facts, wall_now);
   }
   return entry;
 }
 
 }  // namespace
 
-std::string profiles_json(const Registry& registry, Clock::duration expiry_warning) {
+std::string profiles_json(const Registry& registry, const ProfileFactsCache& cache) {
   const auto wall_now = std::chrono::system_clock::now();
   nlohmann::json profiles = nlohmann::json::array();
   for (const Child& child : registry.children()) {
     if (child.attached || child.profile.empty()) continue;
-    profiles.push_back(profile_entry(child, expiry_warning, wall_now));
+    profiles.push_back(profile_entry(child, cache, wall_now));
   }
   return dump_json(nlohmann::json{{"profiles", std::move(profiles)}});
 }
 
-std::string children_json(const Registry& registry, Clock::time_point now, const UsageBook* usage) {
-  return dump_json(children_array(registry, now, usage));
+std::string children_json(const Registry& registry, Clock::time_point now, const UsageBook* usage,
+                          const ProfileFactsCache* profiles) {
+  return dump_json(children_array(registry, now, usage, profiles));
 }
 
 std::string readiness_body(const Registry& registry, Clock::time_point now, const std::string& extra_json,
-                           const UsageBook* usage) {
+                           const UsageBook* usage, const ProfileFactsCache* profiles) {
   const bool ready = registry.serving_count() > 0;
   nlohmann::json body = {
       {"status", ready ? "ready" : "degraded"},
       {"ready_children", registry.names_serving(true)},
       {"unhealthy_children", registry.names_serving(false)},
       {"total_children", registry.size()},
-      {"children", children_array(registry, now, usage)},
+      {"children", children_array(registry, now, usage, profiles)},
   };
   if (!extra_json.empty()) {
     const auto extra = nlohmann::json::parse(extra_json, nullptr, false);

@@ -306,13 +306,14 @@ awaitable<bool> Router::readiness(Exchange exchange) {
   const unsigned status = registry_.serving_count() > 0 ? 200 : 503;
   // Named locals: g++ 12 destroys a temporary of a ?: inside a co_await statement twice.
   const std::string extra = services_.fleet_extra ? services_.fleet_extra() : std::string{};
-  std::string body = readiness_body(registry_, Clock::now(), extra, &services_.usage);
+  std::string body = readiness_body(registry_, Clock::now(), extra, &services_.usage, services_.profile_facts);
   co_return co_await replies_.reply(exchange, status, std::move(body));
 }
 
 awaitable<bool> Router::metrics_text(Exchange exchange) {
   std::string body = services_.metrics.render(registry_, state_.requests_in_flight, services_.dispatcher.queued());
   services_.usage.append_prometheus(body);
+  if (services_.extra_metrics) services_.extra_metrics(body);
   co_return co_await replies_.reply_text(exchange, std::move(body), "text/plain; version=0.0.4; charset=utf-8");
 }
 
@@ -595,10 +596,14 @@ awaitable<bool> Router::admin(Exchange exchange) {
   }
   switch (route.id) {
     case RouteId::admin_children: {
-      co_return co_await replies_.reply(exchange, 200, children_json(registry_, Clock::now(), &services_.usage));
+      std::string body = children_json(registry_, Clock::now(), &services_.usage, services_.profile_facts);
+      co_return co_await replies_.reply(exchange, 200, std::move(body));
     }
     case RouteId::admin_profiles: {
-      co_return co_await replies_.reply(exchange, 200, profiles_json(registry_, config_.expiry_warning));
+      const ProfileFactsCache empty(config_.expiry_warning);
+      const ProfileFactsCache& cache = services_.profile_facts != nullptr ? *services_.profile_facts : empty;
+      std::string body = profiles_json(registry_, cache);
+      co_return co_await replies_.reply(exchange, 200, std::move(body));
     }
     case RouteId::admin_usage: {
       const auto usage = services_.usage.to_admin_json(std::chrono::system_clock::now());

@@ -47,6 +47,19 @@ std::variant<Upstream, std::string> parse_upstream(const std::string& text);
 // --model-alias FROM=TO: both names non-empty, without spaces; or why not.
 std::variant<std::pair<std::string, std::string>, std::string> parse_model_alias(const std::string& text);
 
+// Where an alert goes (--webhook http://HOST[:PORT][/PATH]).
+struct WebhookTarget {
+  std::string url;   // as given
+  std::string host;  // without brackets for IPv6
+  int port = 80;
+  std::string target;  // path and query, "/" when none
+  bool operator==(const WebhookTarget&) const = default;
+};
+
+// Parses a webhook URL; returns a one-line reason on failure. Only http://
+// is taken: an https:// URL is refused as not supported yet, never sent in clear.
+std::variant<WebhookTarget, std::string> parse_webhook_url(const std::string& text);
+
 // Parses a byte size with an optional K/M/G suffix (powers of 1024).
 std::optional<std::uint64_t> parse_byte_size(const std::string& text);
 
@@ -112,6 +125,10 @@ struct Config {
 
   // Attach mode: route to these instead of spawning children.
   std::vector<Upstream> upstreams;
+
+  // Alerts: a JSON POST per event to each --webhook, signed with the secret when there is one.
+  std::vector<WebhookTarget> webhooks;
+  std::string webhook_secret;  // from --webhook-secret or --webhook-secret-file; never logged
 
   // Operations.
   std::filesystem::path config_file;    // --config, for the record

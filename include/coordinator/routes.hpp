@@ -13,6 +13,7 @@
 #include "coordinator/json_check.hpp"
 #include "coordinator/metrics.hpp"
 #include "coordinator/protocol_answer.hpp"
+#include "coordinator/profile_facts_cache.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/relay.hpp"
 #include "coordinator/responses.hpp"
@@ -110,6 +111,8 @@ struct ServerServices {
   std::function<void(std::size_t, std::string)> recycle;
   std::function<std::string()> fleet_extra;  // extra /ready fields (JSON object)
   AdminActions admin;
+  const ProfileFactsCache* profile_facts;           // the profiles' cookie facts (refreshed by the control plane)
+  std::function<void(std::string&)> extra_metrics;  // more /metrics lines (the webhook deliveries)
 };
 
 // What the server's sessions share with the routes.
