@@ -22,6 +22,7 @@
 #include "coordinator/model_learner.hpp"
 #include "coordinator/orphan_guard.hpp"
 #include "coordinator/orphan_reaper.hpp"
+#include "coordinator/profile_admin.hpp"
 #include "coordinator/profiles.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/sd_notify.hpp"
@@ -198,6 +199,7 @@ class Coordinator {
         health_(io_, config, registry_),
         models_(io_, config, registry_),
         state_(io_.get_executor(), state_file_of(config), registry_, usage_),
+        profile_admin_(config, registry_, supervisor_.get()),
         server_(io_, config, services()) {
     registry_.set_capacity_listener([this] { dispatcher_.pump(); });
     registry_.set_serving_listener([this](std::size_t slot) { models_.wake(slot); });
@@ -233,9 +235,10 @@ class Coordinator {
   Metrics metrics_;
   std::unique_ptr<Supervisor> supervisor_;
   HealthChecker health_;
-  ModelLearner models_;  // each child's /v1/models, for routing by model and the union
-  UsageBook usage_;      // requests and tokens per child and key (GET /admin/usage)
-  StateKeeper state_;    // the state file: cooldowns and usage across restarts
+  ModelLearner models_;         // each child's /v1/models, for routing by model and the union
+  UsageBook usage_;             // requests and tokens per child and key (GET /admin/usage)
+  StateKeeper state_;           // the state file: cooldowns and usage across restarts
+  ProfileAdmin profile_admin_;  // PUT and DELETE /admin/profiles/{name}
   HttpServer server_;
   std::optional<OrphanReaper> reaper_;
   std::optional<net::signal_set> signals_;
@@ -252,6 +255,9 @@ ServerServices Coordinator::services() {
     admin.undrain = [this](std::size_t slot) { return supervisor_->undrain(slot); };
   }
   admin.reload = [this] { return reload(); };
+  admin.profile = [this](http::verb method, std::string_view name, std::string_view body) {
+    return profile_admin_.answer(method, name, body);
+  };
   auto recycle_child = [this](std::size_t child, std::string reason) { recycle(child, reason); };
   auto fleet_extra = [this] { return supervisor_ ? supervisor_->fleet_json() : std::string{}; };
   return ServerServices{registry_, dispatcher_, pool_, metrics_, usage_, api_keys_, recycle_child, fleet_extra, admin};
