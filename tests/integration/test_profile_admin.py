@@ -69,16 +69,18 @@ class ProfileAdminCase(unittest.TestCase):
         self.secrets += [secret, secret + "-ls"]
         return json.dumps(storage_state(secret, fake)).encode()
 
-    def admin(self, c, method, path, body=None):
-        r = c.request(method, path, body=body, headers=CT_JSON if body is not None else None, timeout=10)
+    def admin(self, c, method, path, body=None, headers=None):
+        all_headers = dict(CT_JSON if body is not None else {})
+        all_headers.update(headers or getattr(c, "admin_headers", {}))
+        r = c.request(method, path, body=body, headers=all_headers, timeout=10)
         self.answers.append(r.text)
         return r
 
-    def put(self, c, name, body):
-        return self.admin(c, "PUT", "/admin/profiles/" + name, body)
+    def put(self, c, name, body, headers=None):
+        return self.admin(c, "PUT", "/admin/profiles/" + name, body, headers)
 
-    def delete(self, c, name):
-        return self.admin(c, "DELETE", "/admin/profiles/" + name)
+    def delete(self, c, name, headers=None):
+        return self.admin(c, "DELETE", "/admin/profiles/" + name, headers=headers)
 
     def assert_no_secret_leaked(self, c):
         secrets = self.secrets + [s for values in c.secrets.values() for s in values]
@@ -235,6 +237,31 @@ class PutTests(ProfileAdminCase):
             self.assertIn("attach mode", error_of(r).get("message", "").lower())
             r = self.delete(c, "up")
             self.assertEqual(r.status, 409, r)
+            self.assert_no_secret_leaked(c)
+
+
+class AccessTests(ProfileAdminCase):
+
+    def test_with_api_keys_a_key_is_needed(self):
+        key = f"admin-key-{uuid.uuid4().hex}"
+        self.secrets.append(key)
+        c = self.coordinator_with_spare_ports({"alpha": {}}, extra_args=["--api-keys-file", "keys.txt"])
+        with open(os.path.join(c.dir, "keys.txt"), "w") as f:
+            f.write(key + "\n")
+        with c:
+            before = folder_snapshot(c.profiles_dir)
+            for headers in ({"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"}):
+                for r in (self.put(c, "gamma", self.new_state(), headers),
+                          self.delete(c, "alpha", headers)):
+                    self.assertEqual(r.status, 401, r)
+                    self.assertEqual(error_of(r)["code"], "invalid_api_key")
+            self.assertEqual(folder_snapshot(c.profiles_dir), before, "written without a key")
+            self.assertEqual(c.child("alpha")["state"], "ready")
+            c.admin_headers = {"Authorization": "Bearer " + key}
+            r = self.put(c, "gamma", self.new_state())
+            self.assertEqual(r.status, 201, r)
+            e = c.wait_state("gamma", "ready", 20)
+            self.assertEqual((e or {}).get("state"), "ready", f"{e}\n{c.output_tail()}")
             self.assert_no_secret_leaked(c)
 
 

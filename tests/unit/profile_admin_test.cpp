@@ -1,10 +1,14 @@
 #include "coordinator/profile_admin.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "coordinator/routes.hpp"
+#include "coordinator/working_profile.hpp"
 
 using namespace coordinator;
 
@@ -71,4 +75,28 @@ TEST(ProfileAdmin, RoutesTakePutAndDelete) {
   // The list itself stays GET only.
   EXPECT_EQ(match_admin_route("/admin/profiles").id, RouteId::admin_profiles);
   EXPECT_EQ(match_admin_route("/admin/profiles").methods, Methods::get);
+}
+
+TEST(ProfileAdmin, AnUploadReplacesTheFileWithMode0600WhateverTheOldModeWas) {
+  namespace fs = std::filesystem;
+  char pattern[] = "/tmp/profile-admin-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  const fs::path dir = pattern;
+  const fs::path target = dir / "alice.json";
+  std::ofstream(target) << R"({"cookies":[]})";
+  ::chmod(target.c_str(), 0644);
+  ASSERT_EQ(replace_file_atomically(target, R"({"cookies":[{}]})", std::nullopt, 0600), "");
+  struct stat st {};
+  ASSERT_EQ(::stat(target.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  std::ifstream in(target);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), R"({"cookies":[{}]})");
+  // A new file too, and no temporary file is left next to it.
+  ASSERT_EQ(replace_file_atomically(dir / "bob.json", "{}", std::nullopt, 0600), "");
+  ASSERT_EQ(::stat((dir / "bob.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  std::size_t entries = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(dir)) ++entries;
+  EXPECT_EQ(entries, 2u);
+  fs::remove_all(dir);
 }
