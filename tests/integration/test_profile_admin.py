@@ -5,8 +5,11 @@ Run:  cd tests/integration && python3 -m unittest -v test_profile_admin
 What is checked:
 * PUT of a new name: 201, the file written with mode 0600, a new child on the next ports that
   becomes ready and serves a chat request; a PUT over a serving child: 200, the request in flight
-  finishes, then the child restarts on the new file;
-* PUT over a needs_relogin profile (the fake child's `logged_out`): it starts again and is ready;
+  finishes, then the child restarts on a working copy of the new file (the old child's last save
+  does not overwrite the upload); with a full --pool-size the profile waits in the queue;
+* PUT over a needs_relogin profile (the fake child's `logged_out`) or a parked one: it starts
+  again and is ready; DELETE of a parked one retires it;
+* with API keys, PUT and DELETE without a valid key are 401 and change nothing;
 * invalid PUTs (not JSON, not an object, no cookies array, a bad name such as "../x", a body over
   1 MiB) are refused with 400/413 and leave the folder as it was (listing and bytes);
 * DELETE: the child drains and its processes end, its slot is retired and out of /ready's ready
@@ -153,8 +156,17 @@ class PutTests(ProfileAdminCase):
             self.assertTrue(e and e["pid"] != first_pid, f"{c.child('gamma')}\n{c.output_tail()}")
             self.assertEqual(c.wait_pids_gone([first_pid], 10), [])
             self.assertEqual(len(c.start_records("gamma")), 2)
+            # The old child's last cookie save did not land on the upload, and the new child
+            # runs on a working copy made from the upload.
             with open(path, "rb") as f:
                 self.assertEqual(f.read(), new_body)
+            running_path = c.start_records("gamma")[-1]["profile_path"]
+            self.assertNotEqual(os.path.realpath(running_path), os.path.realpath(path))
+            with open(running_path) as f:
+                running = json.load(f)
+            uploaded = json.loads(new_body)
+            self.assertEqual([k["value"] for k in running["cookies"] if k["name"] == "__Secure-1PSID"],
+                             [uploaded["cookies"][0]["value"]])
             self.assertEqual(c.chat("again").status, 200)
             self.assert_no_secret_leaked(c)
 
@@ -192,6 +204,28 @@ class PutTests(ProfileAdminCase):
             _, ready = c.ready()
             self.assertEqual(sorted(ready_names(ready)), ["alpha", "beta"])
             self.assertEqual(ready.get("parked_profiles"), [])
+            self.assert_no_secret_leaked(c)
+
+    def test_with_a_full_pool_a_new_profile_waits_in_the_queue(self):
+        with Coordinator({"alpha": {}, "beta": {}}, wait_ready=1,
+                         extra_args=["--pool-size", "1"]) as c:
+            _, ready = c.ready()
+            self.assertEqual(ready.get("queued_profiles"), ["beta"])
+            r = self.put(c, "gamma", self.new_state())
+            self.assertEqual(r.status, 201, r)
+            self.assertEqual(r.json()["child"], {"state": "queued"})
+            r = self.put(c, "beta", self.new_state())
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["child"], {"state": "queued"})
+            _, ready = c.ready()
+            self.assertEqual(ready.get("queued_profiles"), ["beta", "gamma"])
+            r = self.delete(c, "gamma")
+            self.assertEqual(r.status, 200, r)
+            self.assertNotIn("child", r.json())
+            self.assertTrue(os.path.exists(r.json()["moved_to"]))
+            _, ready = c.ready()
+            self.assertEqual(ready.get("queued_profiles"), ["beta"])
+            self.assertEqual([e["name"] for e in c.children()], ["alpha"])
             self.assert_no_secret_leaked(c)
 
     def test_invalid_puts_are_refused_and_write_nothing(self):
