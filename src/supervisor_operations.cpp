@@ -235,6 +235,10 @@ ProfileUpdate Supervisor::apply_profile(const Profile& profile) {
       registry_.apply(*index, ChildEvent::drain, "profile replaced through the admin API; restarting once idle", now);
       return {index, "drains, then restarts on the new file", {}};
     }
+    if (state == ChildState::starting && !(slot.process && slot.process->running)) {
+      // Its first start is still due (a new slot): it copies the new file then.
+      return {index, "starts on the new file", {}};
+    }
     // Starting (nothing in flight yet), stopped, backing off, parked or logged out: start it now.
     if (std::string error = restart(*index); !error.empty()) return {index, {}, std::move(error)};
     return {index, "restarts on the new file", {}};

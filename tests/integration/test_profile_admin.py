@@ -6,7 +6,8 @@ What is checked:
 * PUT of a new name: 201, the file written with mode 0600, a new child on the next ports that
   becomes ready and serves a chat request; a PUT over a serving child: 200, the request in flight
   finishes, then the child restarts on a working copy of the new file (the old child's last save
-  does not overwrite the upload); with a full --pool-size the profile waits in the queue;
+  does not overwrite the upload); a second PUT before a new child's first start gives one child
+  on the last file; with a full --pool-size the profile waits in the queue;
 * PUT over a needs_relogin profile (the fake child's `logged_out`) or a parked one: it starts
   again and is ready; DELETE of a parked one retires it;
 * with API keys, PUT and DELETE without a valid key are 401 and change nothing;
@@ -204,6 +205,21 @@ class PutTests(ProfileAdminCase):
             _, ready = c.ready()
             self.assertEqual(sorted(ready_names(ready)), ["alpha", "beta"])
             self.assertEqual(ready.get("parked_profiles"), [])
+            self.assert_no_secret_leaked(c)
+
+    def test_two_quick_puts_of_a_new_name_give_one_child_on_the_last_file(self):
+        with self.coordinator_with_spare_ports({"alpha": {}}, start_stagger=5) as c:
+            # --start-stagger keeps gamma's first start pending while the second PUT lands.
+            self.assertEqual(self.put(c, "gamma", self.new_state()).status, 201)
+            last = self.new_state()
+            r = self.put(c, "gamma", last)
+            self.assertEqual(r.status, 200, r)
+            e = c.wait_state("gamma", "ready", 20)
+            self.assertEqual((e or {}).get("state"), "ready", f"{e}\n{c.output_tail()}")
+            self.assertEqual([e["name"] for e in c.children()], ["alpha", "gamma"])
+            self.assertEqual(len(c.start_records("gamma")), 1)
+            with open(c.start_records("gamma")[0]["profile_path"], "rb") as f:
+                self.assertEqual(json.loads(f.read())["cookies"], json.loads(last)["cookies"])
             self.assert_no_secret_leaked(c)
 
     def test_with_a_full_pool_a_new_profile_waits_in_the_queue(self):
