@@ -162,7 +162,9 @@ AdminAnswer ProfileAdmin::put(const std::string& name, std::string_view body) {
 AdminAnswer ProfileAdmin::remove(const std::string& name) {
   const fs::path path = file_of(name);
   std::error_code ec;
-  const bool file_there = fs::is_regular_file(fs::symlink_status(path, ec));
+  // A symbolic link is moved itself (its target stays where it is).
+  const auto status = fs::symlink_status(path, ec);
+  const bool file_there = fs::is_regular_file(status) || fs::is_symlink(status);
   const bool known = supervisor_->knows_profile(name);
   if (!known && !file_there) return refuse(errc::unknown_child, "No profile named '" + name + "'.");
   nlohmann::json moved_to = nullptr;

@@ -367,6 +367,17 @@ class DeleteTests(ProfileAdminCase):
             self.assertEqual(sorted(p["name"] for p in profiles), ["alpha", "beta"])
             self.assertTrue(all(p["cookies"] == 1 for p in profiles), profiles)
             self.assertTrue(re.search(r"admin DELETE profile beta", c.output()), c.output_tail())
+            # A profile that is a symbolic link: the link is moved, its target stays.
+            target = os.path.join(c.dir, "elsewhere.json")
+            with open(target, "wb") as f:
+                f.write(self.new_state())
+            link = os.path.join(c.profiles_dir, "omega.json")
+            os.symlink(target, link)
+            r = self.delete(c, "omega")
+            self.assertEqual(r.status, 200, r)
+            self.assertFalse(os.path.lexists(link))
+            self.assertTrue(os.path.islink(r.json()["moved_to"]))
+            self.assertTrue(os.path.isfile(target))
             self.assert_no_secret_leaked(c)
 
 
