@@ -26,6 +26,7 @@
 #include "coordinator/model_learner.hpp"
 #include "coordinator/orphan_guard.hpp"
 #include "coordinator/orphan_reaper.hpp"
+#include "coordinator/profile_admin.hpp"
 #include "coordinator/profile_facts_cache.hpp"
 #include "coordinator/profiles.hpp"
 #include "coordinator/registry.hpp"
@@ -214,6 +215,7 @@ class Coordinator {
         profile_facts_(std::chrono::duration_cast<std::chrono::system_clock::duration>(config.expiry_warning)),
         alerts_(io_.get_executor(), config.webhooks, config.webhook_secret, coordinator_name(config)),
         watch_(io_.get_executor(), registry_, profile_facts_, alerts_),
+        profile_admin_(config, registry_, supervisor_.get()),
         server_(io_, config, services()) {
     registry_.set_capacity_listener([this] { dispatcher_.pump(); });
     registry_.set_serving_listener([this](std::size_t slot) { models_.wake(slot); });
@@ -255,6 +257,7 @@ class Coordinator {
   ProfileFactsCache profile_facts_;  // each profile's cookie count and first expiry, read when its file changes
   AlertSender alerts_;               // --webhook posts
   FleetWatch watch_;                 // once a second: profile facts, expiry warnings, alerts
+  ProfileAdmin profile_admin_;       // PUT and DELETE /admin/profiles/{name}
   HttpServer server_;
   std::optional<OrphanReaper> reaper_;
   std::optional<net::signal_set> signals_;
@@ -271,6 +274,11 @@ ServerServices Coordinator::services() {
     admin.undrain = [this](std::size_t slot) { return supervisor_->undrain(slot); };
   }
   admin.reload = [this] { return reload(); };
+  admin.profile = [this](http::verb method, std::string_view name, std::string_view body) {
+    auto answer = profile_admin_.answer(method, name, body);
+    profile_facts_.refresh(registry_);  // /ready and /admin/profiles show the new file at once
+    return answer;
+  };
   auto recycle_child = [this](std::size_t child, std::string reason) { recycle(child, reason); };
   auto fleet_extra = [this] { return supervisor_ ? supervisor_->fleet_json() : std::string{}; };
   auto extra_metrics = [this](std::string& out) { alerts_.append_prometheus(out); };

@@ -129,6 +129,9 @@ std::string profiles_json(const Registry& registry, const ProfileFactsCache& cac
   nlohmann::json profiles = nlohmann::json::array();
   for (const Child& child : registry.children()) {
     if (child.attached || child.profile.empty()) continue;
+    // Taken out of the fleet (DELETE /admin/profiles, or a reload after its file went): no profile any more.
+    std::error_code ec;
+    if (child.state == ChildState::retired && !std::filesystem::exists(child.profile, ec)) continue;
     profiles.push_back(profile_entry(child, cache, wall_now));
   }
   return dump_json(nlohmann::json{{"profiles", std::move(profiles)}});

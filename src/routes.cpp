@@ -53,6 +53,7 @@ constexpr Route kAdminRoutes[] = {
     {"/admin/children", Match::exact, Methods::get, KeyNeed::required, RouteId::admin_children},
     {"/admin/usage", Match::exact, Methods::get, KeyNeed::required, RouteId::admin_usage},
     {"/admin/profiles", Match::exact, Methods::get, KeyNeed::required, RouteId::admin_profiles},
+    {"/admin/profiles/", Match::prefix, Methods::put_or_delete, KeyNeed::required, RouteId::admin_profile},
     {"/admin/reload", Match::exact, Methods::post, KeyNeed::required, RouteId::admin_reload},
     {"/admin/children/", Match::prefix, Methods::post, KeyNeed::required, RouteId::admin_child_action},
 };
@@ -106,6 +107,8 @@ bool method_allowed(Methods methods, http::verb method) {
       return method == http::verb::get;
     case Methods::post:
       return method == http::verb::post;
+    case Methods::put_or_delete:
+      return method == http::verb::put || method == http::verb::delete_;
     case Methods::any:
       return true;
   }
@@ -120,6 +123,8 @@ std::string_view allow_header(Methods methods) {
       return "GET";
     case Methods::post:
       return "POST";
+    case Methods::put_or_delete:
+      return "PUT, DELETE";
     case Methods::any:
       return "";
   }
@@ -615,6 +620,14 @@ awaitable<bool> Router::admin(Exchange exchange) {
     }
     case RouteId::admin_child_action: {
       co_return co_await admin_child_action(exchange);
+    }
+    case RouteId::admin_profile: {
+      AdminAnswer answer{404, error_body(errc::not_found, "Profiles are not managed in this mode.")};
+      if (services_.admin.profile) {
+        answer =
+            services_.admin.profile(exchange.request.method(), profile_name_in_path(path), exchange.request.body());
+      }
+      co_return co_await replies_.reply(exchange, answer.status, std::move(answer.body));
     }
     default:
       break;

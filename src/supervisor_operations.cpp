@@ -142,37 +142,175 @@ std::string Supervisor::reload(const std::vector<Profile>& profiles) {
     }
   }
   std::erase_if(waiting_, [&](const Profile& p) { return !listed(p.name); });
-  // New profiles: a new slot (ports continue the sequence) unless the pool is full.
   for (const Profile& profile : profiles) {
     if (known(profile.name)) continue;
-    std::size_t active = 0;
-    for (std::size_t i = 0; i < slots_.size(); ++i) active += registry_.at(i).state != ChildState::retired ? 1 : 0;
-    if (config_.pool_size != 0 && active >= config_.pool_size) {
-      waiting_.push_back(profile);
-      ++queued;
-      continue;
+    switch (add_profile(profile)) {
+      case Added::slot:
+        ++added;
+        break;
+      case Added::queued:
+        ++queued;
+        break;
+      case Added::no_room:
+        break;
     }
-    const std::size_t index = registry_.size();
-    if (auto problem = validate_port_layout(config_, index + 1)) {
-      spdlog::error("reload: no room for profile {}: {}", profile.name, *problem);
-      continue;
-    }
-    Child child;
-    child.name = profile.name;
-    child.profile = profile.path;
-    child.ports = assign_ports(config_, index);
-    child.max_in_flight = config_.max_inflight_per_child;
-    child.state_since = Clock::now();
-    registry_.add(std::move(child));
-    slots_.emplace_back();
-    spdlog::info("reload: new profile {} gets ports api {} stream {} camoufox {}", profile.name,
-                 registry_.at(index).ports.api, registry_.at(index).ports.stream, registry_.at(index).ports.camoufox);
-    if (slot_added_) slot_added_(index);
-    schedule_start(index, Clock::duration::zero());
-    ++added;
   }
   return std::to_string(added) + " added, " + std::to_string(queued) + " queued, " + std::to_string(removed) +
          " removed, " + std::to_string(restarted) + " restarted";
+}
+
+std::size_t Supervisor::active_slots() const {
+  std::size_t active = 0;
+  for (std::size_t i = 0; i < slots_.size(); ++i) active += registry_.at(i).state != ChildState::retired ? 1 : 0;
+  return active;
+}
+
+std::optional<std::size_t> Supervisor::live_slot_of(const std::string& name) const {
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    if (registry_.at(i).name == name && registry_.at(i).state != ChildState::retired) return i;
+  }
+  return std::nullopt;
+}
+
+Supervisor::Added Supervisor::add_profile(const Profile& profile) {
+  if (config_.pool_size != 0 && active_slots() >= config_.pool_size) {
+    waiting_.push_back(profile);
+    spdlog::info("profile {} waits in the queue: the pool of {} children is full", profile.name, config_.pool_size);
+    return Added::queued;
+  }
+  const std::size_t index = registry_.size();
+  if (auto problem = validate_port_layout(config_, index + 1)) {
+    spdlog::error("no room for profile {}: {}", profile.name, *problem);
+    return Added::no_room;
+  }
+  Child child;
+  child.name = profile.name;
+  child.profile = profile.path;
+  child.ports = assign_ports(config_, index);
+  child.max_in_flight = config_.max_inflight_per_child;
+  child.state_since = Clock::now();
+  registry_.add(std::move(child));
+  slots_.emplace_back();
+  spdlog::info("new profile {} gets ports api {} stream {} camoufox {}", profile.name, registry_.at(index).ports.api,
+               registry_.at(index).ports.stream, registry_.at(index).ports.camoufox);
+  if (slot_added_) slot_added_(index);
+  schedule_start(index, Clock::duration::zero());
+  return Added::slot;
+}
+
+std::string Supervisor::cannot_take(const std::string& name) const {
+  if (stopping_) return "shutting down";
+  const auto in = [&](const auto& list) {
+    return std::any_of(list.begin(), list.end(), [&](const Profile& p) { return p.name == name; });
+  };
+  if (live_slot_of(name) || in(waiting_)) return {};
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    if (registry_.at(i).name == name) return {};  // a retired slot of its own starts again
+  }
+  if (config_.pool_size != 0 && active_slots() >= config_.pool_size) return {};  // it queues
+  if (auto problem = validate_port_layout(config_, registry_.size() + 1))
+    return "no room for another child: " + *problem;
+  return {};
+}
+
+ProfileUpdate Supervisor::apply_profile(const Profile& profile) {
+  if (stopping_) return {std::nullopt, {}, "shutting down"};
+  const auto now = Clock::now();
+  if (const auto index = live_slot_of(profile.name)) {
+    Slot& slot = slots_[*index];
+    const ChildState state = registry_.at(*index).state;
+    if (slot.process) slot.process->operator_change_reported = true;  // this change is known: no warning for it
+    if (state == ChildState::draining) {
+      // Drained by an operator, a reload or a limit: it restarts on the new file once idle.
+      slot.retire_when_stopped = false;
+      registry_.set_retire_on_exit(*index, false);
+      return {index, "draining; restarts on the new file once its requests in flight are done", {}};
+    }
+    if (state == ChildState::ready || state == ChildState::busy || state == ChildState::unhealthy ||
+        state == ChildState::cooling) {
+      // Drain, then restart (check_slot stops it when idle; its exit restarts
+      // it): the requests in flight finish on the old login.
+      slot.retire_when_stopped = false;
+      registry_.set_retire_on_exit(*index, false);
+      registry_.apply(*index, ChildEvent::drain, "profile replaced through the admin API; restarting once idle", now);
+      return {index, "drains, then restarts on the new file", {}};
+    }
+    if (state == ChildState::starting && !(slot.process && slot.process->running)) {
+      // Its first start is still due (a new slot): it copies the new file then.
+      return {index, "starts on the new file", {}};
+    }
+    // Starting (nothing in flight yet), stopped, backing off, parked or logged out: start it now.
+    if (std::string error = restart(*index); !error.empty()) return {index, {}, std::move(error)};
+    return {index, "restarts on the new file", {}};
+  }
+  const auto named = [&](const Profile& p) { return p.name == profile.name; };
+  if (std::any_of(waiting_.begin(), waiting_.end(), named)) {
+    return {std::nullopt, "waits in the queue for a slot; it starts on the new file", {}};
+  }
+  if (std::erase_if(parked_, named) > 0) history_.erase(profile.name);  // parked without a slot: a fresh start
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    if (registry_.at(i).name != profile.name) continue;
+    // Its own retired slot (removed or drained for good): the same ports again.
+    if (config_.pool_size != 0 && active_slots() >= config_.pool_size) break;
+    if (std::string error = restart(i); !error.empty()) return {i, {}, std::move(error)};
+    return {i, "starts again on its former ports", {}};
+  }
+  switch (add_profile(profile)) {
+    case Added::slot:
+      return {registry_.size() - 1, "starts on new ports", {}};
+    case Added::queued:
+      return {std::nullopt, "waits in the queue: --pool-size children run already", {}};
+    case Added::no_room:
+      break;
+  }
+  return {std::nullopt, {}, "no room on the port layout for another child"};
+}
+
+bool Supervisor::knows_profile(const std::string& name) const {
+  const auto named = [&](const Profile& p) { return p.name == name; };
+  return live_slot_of(name) || std::any_of(waiting_.begin(), waiting_.end(), named) ||
+         std::any_of(parked_.begin(), parked_.end(), named);
+}
+
+ProfileRemoval Supervisor::remove_profile(const std::string& name) {
+  ProfileRemoval removal;
+  const auto named = [&](const Profile& p) { return p.name == name; };
+  if (std::erase_if(waiting_, named) > 0) {
+    removal.known = true;
+    removal.what = "taken out of the queue";
+  }
+  if (std::erase_if(parked_, named) > 0) {
+    removal.known = true;
+    removal.what = "no longer parked";
+    history_.erase(name);
+  }
+  const auto index = live_slot_of(name);
+  if (!index) return removal;
+  removal.known = true;
+  removal.slot = index;
+  Slot& slot = slots_[*index];
+  if (slot.process) slot.process->operator_change_reported = true;  // its file moved away: known, no warning
+  if (registry_.at(*index).state == ChildState::draining) {
+    // Already draining (for a restart, perhaps): it now stops for good.
+    slot.retire_when_stopped = true;
+    registry_.set_retire_on_exit(*index, true);
+    ++slot.generation;
+    removal.what = "draining; stops for good once its requests in flight are done";
+    return removal;
+  }
+  if (registry_.at(*index).state == ChildState::failed) {
+    // Parked, no process: through backoff (no start is scheduled) to retired,
+    // as a drain retires any other stopped slot.
+    registry_.apply(*index, ChildEvent::restart_scheduled, "profile removed through the admin API", Clock::now());
+  }
+  if (std::string error = drain(*index); !error.empty()) {
+    removal.what = error;
+    return removal;
+  }
+  removal.what = registry_.at(*index).state == ChildState::retired
+                     ? "stopped for good"
+                     : "draining; stops for good once its requests in flight are done";
+  return removal;
 }
 
 awaitable<void> Supervisor::stop_all(Clock::duration timeout) {

@@ -45,13 +45,6 @@ bool write_all(int fd, std::string_view content) {
   return true;
 }
 
-void fsync_folder(const fs::path& folder) {
-  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
 std::string hash_of_file(const fs::path& path) {
   const auto content = read_whole(path);
   return content ? content_hash(*content) : std::string{};
@@ -66,6 +59,15 @@ fs::path resolved(const fs::path& path) {
 }
 
 }  // namespace
+
+std::string fsync_folder(const fs::path& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return std::string("cannot open the folder: ") + std::strerror(errno);
+  const bool synced = ::fsync(fd) == 0;
+  const int error = errno;
+  ::close(fd);
+  return synced ? std::string{} : std::string("cannot fsync the folder: ") + std::strerror(error);
+}
 
 std::optional<FileStamp> file_stamp(const fs::path& path) {
   struct stat st {};
@@ -118,7 +120,7 @@ CopyBack decide_copy_back(std::string_view working_hash, bool working_is_object,
 }
 
 std::string replace_file_atomically(const fs::path& target, std::string_view content,
-                                    const std::optional<FileStamp>& expected) {
+                                    const std::optional<FileStamp>& expected, std::optional<mode_t> mode) {
   const fs::path folder = target.parent_path().empty() ? fs::path(".") : target.parent_path();
   std::string temp = (folder / ("." + target.filename().string() + ".coordinator-XXXXXX")).string();
   const int fd = ::mkostemp(temp.data(), O_CLOEXEC);
@@ -129,7 +131,9 @@ std::string replace_file_atomically(const fs::path& target, std::string_view con
     return reason;
   };
   struct stat st {};
-  if (::stat(target.c_str(), &st) == 0) {
+  if (mode) {
+    ::fchmod(fd, *mode);
+  } else if (::stat(target.c_str(), &st) == 0) {
     ::fchmod(fd, st.st_mode & 07777);
     if (::geteuid() == 0) {
       [[maybe_unused]] const int ignored = ::fchown(fd, st.st_uid, st.st_gid);  // keep the owner
@@ -149,7 +153,7 @@ std::string replace_file_atomically(const fs::path& target, std::string_view con
     ::unlink(temp.c_str());
     return reason;
   }
-  fsync_folder(folder);
+  fsync_folder(folder);  // the file is in place; a failed folder sync is not worth undoing it
   return {};
 }
 

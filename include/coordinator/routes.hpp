@@ -12,8 +12,9 @@
 #include "coordinator/errors.hpp"
 #include "coordinator/json_check.hpp"
 #include "coordinator/metrics.hpp"
-#include "coordinator/protocol_answer.hpp"
+#include "coordinator/profile_admin.hpp"
 #include "coordinator/profile_facts_cache.hpp"
+#include "coordinator/protocol_answer.hpp"
 #include "coordinator/registry.hpp"
 #include "coordinator/relay.hpp"
 #include "coordinator/responses.hpp"
@@ -35,12 +36,12 @@ enum class RouteId {
   chat_completions,
   cancel,  // /v1/cancel/{req_id}
   // Other protocols, translated onto the children's chat completions.
-  responses,           // POST /v1/responses (OpenAI Responses API)
-  messages,            // POST /v1/messages (Anthropic Messages API)
-  count_tokens,        // POST /v1/messages/count_tokens
-  gemini_models,       // GET /v1beta/models
-  gemini_model,        // /v1beta/models/{model}: GET, or POST :generateContent / :streamGenerateContent
-  admin,   // /admin/*: the admin table below
+  responses,      // POST /v1/responses (OpenAI Responses API)
+  messages,       // POST /v1/messages (Anthropic Messages API)
+  count_tokens,   // POST /v1/messages/count_tokens
+  gemini_models,  // GET /v1beta/models
+  gemini_model,   // /v1beta/models/{model}: GET, or POST :generateContent / :streamGenerateContent
+  admin,          // /admin/*: the admin table below
   not_found,
   // Under /admin/, checked after the loopback check.
   admin_children,
@@ -48,10 +49,11 @@ enum class RouteId {
   admin_profiles,
   admin_reload,
   admin_child_action,  // /admin/children/{name}/{restart|drain|undrain}
+  admin_profile,       // PUT or DELETE /admin/profiles/{name} (profile_admin.hpp)
 };
 enum class Match { exact, prefix };
 // The methods a route takes; `any`: every method reaches its handler.
-enum class Methods { get_or_head, get, post, any };
+enum class Methods { get_or_head, get, post, put_or_delete, any };
 enum class KeyNeed { none, required, when_metrics_protected };
 
 struct Route {
@@ -67,7 +69,7 @@ const Route& match_route(std::string_view path);
 // The same for a path under /admin/.
 const Route& match_admin_route(std::string_view path);
 bool method_allowed(Methods methods, http::verb method);
-// The Allow header of a 405: "GET, HEAD", "GET" or "POST" (empty for `any`).
+// The Allow header of a 405: "GET, HEAD", "GET", "POST" or "PUT, DELETE" (empty for `any`).
 std::string_view allow_header(Methods methods);
 bool needs_key(const Route& route, bool protect_metrics);
 
@@ -98,6 +100,8 @@ struct AdminActions {
   std::function<std::string(std::size_t)> drain;
   std::function<std::string(std::size_t)> undrain;
   std::function<std::string()> reload;  // API keys and profiles
+  // PUT or DELETE /admin/profiles/{name}: the method, the name, the body.
+  std::function<AdminAnswer(http::verb, std::string_view, std::string_view)> profile;
 };
 
 // Everything the server works with besides its sockets.

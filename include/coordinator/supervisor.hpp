@@ -25,6 +25,20 @@
 
 namespace coordinator {
 
+// What PUT /admin/profiles/{name} did with a profile whose file was just written.
+struct ProfileUpdate {
+  std::optional<std::size_t> slot;  // its child; none while it waits in the queue
+  std::string what;                 // one line for the log and the answer
+  std::string error;                // set when nothing could be applied
+};
+
+// What DELETE /admin/profiles/{name} did.
+struct ProfileRemoval {
+  bool known = false;               // the fleet ran it, queued it or had it parked
+  std::optional<std::size_t> slot;  // its child, now draining or retired
+  std::string what;
+};
+
 // Runs the children like a process supervisor: starts them (staggered), writes
 // their output to `{log-dir}/{name}.log`, notices exits at once, restarts with
 // exponential backoff, parks profiles that keep failing, rotates queued
@@ -63,6 +77,19 @@ class Supervisor {
   // ones are drained and stopped, ones an operator changed restarted (a
   // child's own cookie refresh is not a change). Returns a summary.
   std::string reload(const std::vector<Profile>& profiles);
+  // The file of `profile` was just written through the admin API: a profile
+  // the fleet does not run gets a slot on the next ports (or a place in the
+  // queue), a serving child drains and then restarts on the new file (its
+  // requests in flight finish), a starting, stopped, parked or logged-out one
+  // starts again at once.
+  ProfileUpdate apply_profile(const Profile& profile);
+  // Why a profile named `name` could not be taken now, or "" (checked before its file is written).
+  std::string cannot_take(const std::string& name) const;
+  // Takes a profile out of the fleet, as a reload does when its file is gone:
+  // its child drains and stops for good; a queued or parked one is forgotten.
+  ProfileRemoval remove_profile(const std::string& name);
+  // The fleet runs, queues or parks a profile of this name.
+  bool knows_profile(const std::string& name) const;
   // Called with the index of each slot added by a reload (to health-check it).
   void on_slot_added(std::function<void(std::size_t)> listener) { slot_added_ = std::move(listener); }
   // Called with a slot whose child's log showed a quota hit (child_reports_quota).
@@ -101,6 +128,13 @@ class Supervisor {
     std::optional<FileStamp> held_stamp;  // held back at start: its profile file then
   };
 
+  enum class Added { slot, queued, no_room };
+  // A profile the fleet does not know: a new slot (ports continue the
+  // sequence) unless the pool is full (then it queues).
+  Added add_profile(const Profile& profile);
+  // The slot that runs `name` and is not retired.
+  std::optional<std::size_t> live_slot_of(const std::string& name) const;
+  std::size_t active_slots() const;
   void schedule_start(std::size_t slot, Clock::duration delay);
   awaitable<void> start_when_due(std::size_t slot, unsigned generation, Clock::time_point at);
   void spawn(std::size_t slot);

@@ -42,12 +42,16 @@ CopyBack decide_copy_back(std::string_view working_hash, bool working_is_object,
                           std::string_view operator_hash);
 
 // Writes `content` to `target` atomically: a temporary file in the same
-// folder with the target's mode and owner, fsync, rename over the target,
-// fsync of the folder. With `expected`, gives up (returns a reason) if the
-// target is no longer that version just before the rename. Returns "" on
-// success.
+// folder with the target's mode and owner (or `mode`, when given), fsync,
+// rename over the target, fsync of the folder. With `expected`, gives up
+// (returns a reason) if the target is no longer that version just before the
+// rename. Returns "" on success.
 std::string replace_file_atomically(const std::filesystem::path& target, std::string_view content,
-                                    const std::optional<FileStamp>& expected);
+                                    const std::optional<FileStamp>& expected,
+                                    std::optional<mode_t> mode = std::nullopt);
+
+// fsync of a folder, so that a rename or a new entry in it reaches the disk; "" or the reason.
+std::string fsync_folder(const std::filesystem::path& folder);
 
 // One child's private copy of its operator's profile file. The real child
 // rewrites its --active-auth-json in place (cookie refresh, and at every

@@ -200,7 +200,17 @@ class StateFileTests(unittest.TestCase):
         with c:
             self.spend(c)
             state = os.path.join(c.log_dir, "state.json")
-            self.assertTrue(wait_until(lambda: os.path.exists(state), 5), "written within about a second")
+
+            def cooldown_saved():
+                # The file may first be written before the cooldown (saves come at most once a
+                # second): kill it once the cooldown is in, as a real crash after the save would.
+                try:
+                    with open(state) as f:
+                        saved = json.load(f)["profiles"]["alpha"].get("cooldowns", [])
+                except (OSError, ValueError, KeyError):
+                    return False
+                return [entry.get("model") for entry in saved] == ["m-a"]
+            self.assertTrue(wait_until(cooldown_saved, 5), "the cooldown is saved within about a second")
             c.proc.send_signal(signal.SIGKILL)
             c.proc.wait(timeout=10)
             # Its orphan guard ends the old children; their ports must be free for the next start.
