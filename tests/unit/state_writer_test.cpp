@@ -181,8 +181,9 @@ TEST_F(StateWriterTest, ReadersAlwaysFindACompleteFile) {
       if (loaded.outcome != LoadResult::Outcome::loaded) ++bad_reads;
     }
   });
-  const auto deadline = Clock::now() + 300ms;
-  for (int n = 1; Clock::now() < deadline; ++n) {
+  // Until enough writes and reads overlapped (a loaded machine fsyncs slowly), bounded.
+  const auto deadline = Clock::now() + 20s;
+  for (int n = 1; (writer.writes() <= 10 || reads.load() <= 10) && Clock::now() < deadline; ++n) {
     json big = snapshot(n);
     big["usage"]["filler"] = std::string(static_cast<std::size_t>(n % 64) * 1024, 'x');
     writer.submit(std::move(big));
