@@ -18,6 +18,7 @@
 #include "coordinator/alert_tracker.hpp"
 #include "coordinator/cli.hpp"
 #include "coordinator/config.hpp"
+#include "parse_args.hpp"
 
 using namespace coordinator;
 using namespace std::chrono_literals;
@@ -260,16 +261,7 @@ TEST(WebhookUrl, RefusesWhatItCannotSend) {
   EXPECT_NE(reason("http://[::1/").find("unclosed"), std::string::npos);
 }
 
-namespace {
-
-ParseOutcome parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "coordinator");
-  std::vector<const char*> argv;
-  for (const auto& arg : args) argv.push_back(arg.c_str());
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
-
-}  // namespace
+using coordinator::cli_test::parse;
 
 TEST(WebhookFlags, RepeatableWithASecretOrASecretFile) {
   auto outcome =

@@ -11,18 +11,14 @@
 #include "coordinator/cli.hpp"
 #include "coordinator/config.hpp"
 #include "coordinator/config_file.hpp"
+#include "parse_args.hpp"
 
 using namespace coordinator;
 using namespace std::chrono_literals;
 
 namespace {
 
-ParseOutcome parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "coordinator");
-  std::vector<const char*> argv;
-  for (const auto& arg : args) argv.push_back(arg.c_str());
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
+using coordinator::cli_test::parse;
 
 Config parse_ok(std::vector<std::string> args) {
   auto outcome = parse(std::move(args));
