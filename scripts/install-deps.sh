@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ pkg-config
   libboost-dev libboost-filesystem-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libgtest-dev libssl-dev
-  python3 curl ca-certificates procps
+  python3 curl ca-certificates procps openssl
   # Deployment and operations checks: shell scripts, promtool for /metrics,
   # headless Chromium for the status page, systemd-analyze for the unit, nft -c for
   # the children's firewall ruleset (checked only, never loaded).

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coordinator/http_util.hpp"
+#include "coordinator/tls_client.hpp"
 #include "coordinator/upstream.hpp"
 #include "coordinator/utc_time.hpp"
 
@@ -58,10 +59,31 @@ AlertSender::AlertSender(Executor executor, std::vector<WebhookTarget> targets, 
   for (auto& target : targets) {
     auto outbox = std::make_shared<Outbox>(executor_, std::move(target));
     const bool ipv6 = outbox->target.host.find(':') != std::string::npos;
-    outbox->shown = "http://" + (ipv6 ? "[" + outbox->target.host + "]" : outbox->target.host) + ":" +
+    outbox->shown = std::string(outbox->target.tls ? "https://" : "http://") +
+                    (ipv6 ? "[" + outbox->target.host + "]" : outbox->target.host) + ":" +
                     std::to_string(outbox->target.port);
+    if (outbox->target.tls && !tls_) {
+      std::string error;
+      tls_ = make_tls_client_context(error);
+      if (!tls_) spdlog::error("webhook {}: {}; its events will not be delivered", outbox->shown, error);
+    }
     outboxes_.push_back(std::move(outbox));
   }
+}
+
+awaitable<std::optional<SimpleResponse>> AlertSender::post(net::ssl::context* tls, const WebhookTarget& target,
+                                                           const std::string& body, const Headers& headers,
+                                                           std::string& error) {
+  if (!target.tls) {
+    co_return co_await simple_request(target.host, target.port, http::verb::post, target.target, body, kAttemptTimeout,
+                                      error, headers);
+  }
+  if (tls == nullptr) {
+    error = "no TLS context";
+    co_return std::nullopt;
+  }
+  co_return co_await simple_tls_request(*tls, target.host, target.port, http::verb::post, target.target, body,
+                                        kAttemptTimeout, error, headers);
 }
 
 AlertSender::~AlertSender() {
@@ -72,7 +94,7 @@ void AlertSender::start() {
   if (started_) return;
   started_ = true;
   for (const auto& outbox : outboxes_) {
-    net::co_spawn(executor_, deliver_all(outbox, counters_), LogEscapedException{"webhook delivery"});
+    net::co_spawn(executor_, deliver_all(outbox, counters_, tls_), LogEscapedException{"webhook delivery"});
   }
 }
 
@@ -103,7 +125,8 @@ void AlertSender::send(const AlertEvent& event) {
   }
 }
 
-awaitable<void> AlertSender::deliver_all(std::shared_ptr<Outbox> outbox, std::shared_ptr<Counters> counters) {
+awaitable<void> AlertSender::deliver_all(std::shared_ptr<Outbox> outbox, std::shared_ptr<Counters> counters,
+                                         std::shared_ptr<net::ssl::context> tls) {
   while (!outbox->stopping) {
     if (outbox->letters.empty()) {
       outbox->wake.expires_at(Clock::time_point::max());
@@ -113,24 +136,19 @@ awaitable<void> AlertSender::deliver_all(std::shared_ptr<Outbox> outbox, std::sh
     }
     Letter letter = std::move(outbox->letters.front());
     outbox->letters.pop_front();
-    co_await deliver(outbox, counters, std::move(letter));
+    co_await deliver(outbox, counters, tls, std::move(letter));
   }
 }
 
 awaitable<void> AlertSender::deliver(std::shared_ptr<Outbox> outbox, std::shared_ptr<Counters> counters,
-                                     Letter letter) {
-  std::vector<std::pair<std::string, std::string>> headers;
+                                     std::shared_ptr<net::ssl::context> tls, Letter letter) {
+  Headers headers;
   headers.emplace_back("X-Coordinator-Event", letter.event);
   if (!letter.signature.empty()) headers.emplace_back("X-Coordinator-Signature", letter.signature);
-  const Clock::duration timeout = kAttemptTimeout;
   std::string problem;
   for (int attempt = 1; attempt <= kTries && !outbox->stopping; ++attempt) {
     std::string error;
-    const std::string host = outbox->target.host;
-    const std::string target = outbox->target.target;
-    const int port = outbox->target.port;
-    std::optional<SimpleResponse> response =
-        co_await simple_request(host, port, http::verb::post, target, letter.body, timeout, error, headers);
+    std::optional<SimpleResponse> response = co_await post(tls.get(), outbox->target, letter.body, headers, error);
     const std::optional<unsigned> status = response ? std::optional<unsigned>(response->status) : std::nullopt;
     const DeliveryVerdict verdict = judge_delivery(status);
     if (verdict == DeliveryVerdict::done) {

@@ -93,9 +93,10 @@ std::variant<WebhookTarget, std::string> parse_webhook_url(const std::string& te
   }
   constexpr std::string_view kHttp = "http://";
   constexpr std::string_view kHttps = "https://";
-  if (text.rfind(kHttps, 0) == 0) return std::string("https webhooks are not supported yet (use http://)");
-  if (text.rfind(kHttp, 0) != 0) return std::string("must start with http://");
-  const std::string rest = text.substr(kHttp.size());
+  webhook.tls = text.rfind(kHttps, 0) == 0;
+  if (webhook.tls) webhook.port = 443;
+  if (!webhook.tls && text.rfind(kHttp, 0) != 0) return std::string("must start with http:// or https://");
+  const std::string rest = text.substr(webhook.tls ? kHttps.size() : kHttp.size());
   if (rest.find('#') != std::string::npos) return std::string("must not have a fragment (#)");
   const auto path_start = rest.find_first_of("/?");
   const std::string authority = rest.substr(0, path_start);

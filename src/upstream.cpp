@@ -70,6 +70,22 @@ void UpstreamPool::give_back(std::size_t child, ChildConnection stream) {
   idle.push_back({std::move(stream), Clock::now()});
 }
 
+http::request<http::string_body> simple_request_message(
+    const std::string& host, int port, http::verb method, std::string target, std::string body,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
+  http::request<http::string_body> request{method, target, 11};
+  request.set(http::field::host, host + ":" + std::to_string(port));
+  request.set(http::field::user_agent, "coordinator");
+  for (const auto& [name, value] : headers) request.set(name, value);
+  if (method == http::verb::post) {
+    request.set(http::field::content_type, "application/json");
+    request.body() = std::move(body);
+  }
+  request.keep_alive(false);
+  request.prepare_payload();
+  return request;
+}
+
 awaitable<std::optional<SimpleResponse>> simple_request(std::string host, int port, http::verb method,
                                                         std::string target, std::string body, Clock::duration timeout,
                                                         std::string& error,
@@ -81,16 +97,7 @@ awaitable<std::optional<SimpleResponse>> simple_request(std::string host, int po
     error = "connect: " + ec.message();
     co_return std::nullopt;
   }
-  http::request<http::string_body> request{method, target, 11};
-  request.set(http::field::host, host + ":" + std::to_string(port));
-  request.set(http::field::user_agent, "coordinator");
-  for (const auto& [name, value] : headers) request.set(name, value);
-  if (method == http::verb::post) {
-    request.set(http::field::content_type, "application/json");
-    request.body() = std::move(body);
-  }
-  request.keep_alive(false);
-  request.prepare_payload();
+  auto request = simple_request_message(host, port, method, std::move(target), std::move(body), headers);
   stream->expires_at(deadline);
   co_await http::async_write(*stream, request, use_awaitable_ec(ec));
   if (ec) {

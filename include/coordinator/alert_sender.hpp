@@ -11,6 +11,11 @@
 #include "coordinator/alert_tracker.hpp"
 #include "coordinator/asio.hpp"
 #include "coordinator/config.hpp"
+#include "coordinator/upstream.hpp"
+
+namespace boost::asio::ssl {
+class context;
+}  // namespace boost::asio::ssl
 
 namespace coordinator {
 
@@ -71,10 +76,20 @@ class AlertSender {
     SteadyTimer pause;  // between two tries
     bool stopping = false;
   };
-  static awaitable<void> deliver_all(std::shared_ptr<Outbox> outbox, std::shared_ptr<Counters> counters);
-  static awaitable<void> deliver(std::shared_ptr<Outbox> outbox, std::shared_ptr<Counters> counters, Letter letter);
+  // Static, with shared state: a delivery in progress outlives a stopped sender.
+  static awaitable<void> deliver_all(std::shared_ptr<Outbox> outbox, std::shared_ptr<Counters> counters,
+                                     std::shared_ptr<net::ssl::context> tls);
+  static awaitable<void> deliver(std::shared_ptr<Outbox> outbox, std::shared_ptr<Counters> counters,
+                                 std::shared_ptr<net::ssl::context> tls, Letter letter);
+
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  // One try of one letter, over TLS for an https:// webhook.
+  static awaitable<std::optional<SimpleResponse>> post(net::ssl::context* tls, const WebhookTarget& target,
+                                                       const std::string& body, const Headers& headers,
+                                                       std::string& error);
 
   Executor executor_;
+  std::shared_ptr<net::ssl::context> tls_;  // made when some webhook is https://
   std::string secret_;
   std::string coordinator_;
   std::vector<std::shared_ptr<Outbox>> outboxes_;

@@ -49,15 +49,15 @@ std::variant<std::pair<std::string, std::string>, std::string> parse_model_alias
 
 // Where an alert goes (--webhook http://HOST[:PORT][/PATH]).
 struct WebhookTarget {
-  std::string url;   // as given
-  std::string host;  // without brackets for IPv6
-  int port = 80;
+  std::string url;     // as given
+  bool tls = false;    // https://: the system's CA store verifies the server
+  std::string host;    // without brackets for IPv6
+  int port = 80;       // 443 for https:// without a port
   std::string target;  // path and query, "/" when none
   bool operator==(const WebhookTarget&) const = default;
 };
 
-// Parses a webhook URL; returns a one-line reason on failure. Only http://
-// is taken: an https:// URL is refused as not supported yet, never sent in clear.
+// Parses an http:// or https:// webhook URL; returns a one-line reason on failure.
 std::variant<WebhookTarget, std::string> parse_webhook_url(const std::string& text);
 
 // Parses a byte size with an optional K/M/G suffix (powers of 1024).

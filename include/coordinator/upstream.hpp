@@ -60,5 +60,9 @@ awaitable<std::optional<SimpleResponse>> simple_request(std::string host, int po
                                                         std::string target, std::string body, Clock::duration timeout,
                                                         std::string& error,
                                                         std::vector<std::pair<std::string, std::string>> headers = {});
+// The request simple_request sends (also over TLS: tls_client.hpp).
+http::request<http::string_body> simple_request_message(
+    const std::string& host, int port, http::verb method, std::string target, std::string body,
+    const std::vector<std::pair<std::string, std::string>>& headers);
 
 }  // namespace coordinator

@@ -7,7 +7,9 @@
   given up at once on another 4xx; never a cookie value in a body or a log.
 * A profile whose first cookie expires within ``--expiry-warning`` shows ``expiring_soon`` and
   ``cookies_expire_at`` in /ready, is logged once, and sends ``profile_expiring``.
-* An https:// webhook is refused at start (not supported yet).
+* An https:// webhook is verified against the system's CA store (OpenSSL's SSL_CERT_FILE here:
+  a certificate made for the test with the `openssl` command): a trusted sink gets its events,
+  an untrusted one gets nothing.
 
 The sink is a stdlib HTTP server on 127.0.0.1 (a free port) in a thread of the test process.
 Every wait is bounded.
@@ -18,8 +20,12 @@ import hmac
 import http.server
 import json
 import os
+import shutil
 import signal
+import ssl
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -43,9 +49,10 @@ class Sink:
     """An HTTP server on 127.0.0.1 that records every POST (headers and body bytes) and answers
     the statuses of `statuses` in turn, then `then`."""
 
-    def __init__(self, statuses=(), then=200):
+    def __init__(self, statuses=(), then=200, tls=None):
         self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}/hooks/coordinator"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://{HOST}:{self.port}/hooks/coordinator"
         self.received = []  # (monotonic time, path, headers dict lower-case, body bytes, status answered)
         self.lock = threading.Lock()
         self.statuses = list(statuses)
@@ -69,6 +76,10 @@ class Sink:
                 pass
 
         self.server = http.server.ThreadingHTTPServer((HOST, self.port), Handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):
@@ -99,6 +110,18 @@ class Sink:
     def wait_event(self, event, timeout, **fields):
         got = wait_until(lambda: self.events(event, **fields), timeout, 0.1)
         return got[0] if got else None
+
+
+def self_signed_certificate(folder, name):
+    """(cert, key) paths of a certificate for 127.0.0.1 made with `openssl` (SkipTest without it)."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise unittest.SkipTest("the `openssl` command is not installed (scripts/install-deps.sh installs it)")
+    cert, key = os.path.join(folder, name + ".pem"), os.path.join(folder, name + ".key")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={name}", "-addext", f"subjectAltName=IP:{HOST}",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+    return cert, key
 
 
 def signature_ok(headers, body, secret=SECRET):
@@ -245,12 +268,32 @@ class WebhookTests(unittest.TestCase):
         self.assertIsNotNone(secret_file_dir)
 
 
-class WebhookConfigTests(unittest.TestCase):
-    def test_an_https_webhook_is_refused_at_start(self):
-        r = run_binary(["--webhook", "https://hooks.example/x", "--print-config"])
-        self.assertEqual(r.returncode, 2, r.stderr)
-        self.assertIn("https webhooks are not supported yet", r.stderr)
+class HttpsWebhookTests(unittest.TestCase):
+    def test_https_webhooks_are_verified_against_the_trusted_certificates(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            trusted = self_signed_certificate(tmp, "trusted-sink")
+            untrusted = self_signed_certificate(tmp, "untrusted-sink")
+            with Sink(tls=trusted) as good, Sink(tls=untrusted) as bad:
+                self.assertTrue(good.url.startswith("https://"))
+                c = Coordinator({"alpha": {}},
+                                extra_args=["--webhook", good.url, "--webhook", bad.url,
+                                            "--webhook-secret", SECRET, "--expiry-warning", str(7 * 86400)],
+                                env={"SSL_CERT_FILE": trusted[0]})
+                expiring_profile(c, "alpha", 2 * 86400)
+                with c:
+                    event = good.wait_event("profile_expiring", 15, child="alpha")
+                    self.assertIsNotNone(event, c.output_tail())
+                    _, path, headers, body, _ = good.posts()[0]
+                    self.assertEqual(path, "/hooks/coordinator")
+                    self.assertTrue(signature_ok(headers, body))
+                    # The untrusted sink's certificate fails the handshake: nothing reaches it,
+                    # and after its 5 tries (1 + 2 + 4 + 8 s apart) the warning names the handshake.
+                    self.assertTrue(wait_until(lambda: "TLS handshake" in c.output(), 30), c.output_tail())
+                    self.assertEqual(bad.posts(), [])
+                    self.assertIn(f"https://{HOST}:{bad.port}", c.output())
 
+
+class WebhookConfigTests(unittest.TestCase):
     def test_a_bad_webhook_url_in_the_config_file_names_its_line(self):
         import tempfile
         with tempfile.TemporaryDirectory() as tmp:

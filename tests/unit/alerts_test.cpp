@@ -240,6 +240,12 @@ TEST(WebhookUrl, ParsesHostPortAndPath) {
   EXPECT_EQ(webhook.port, 9000);
   webhook = std::get<WebhookTarget>(parse_webhook_url("http://h?q"));
   EXPECT_EQ(webhook.target, "/?q");
+  EXPECT_FALSE(webhook.tls);
+  webhook = std::get<WebhookTarget>(parse_webhook_url("https://hooks.example/services/T0/B1"));
+  EXPECT_TRUE(webhook.tls);
+  EXPECT_EQ(webhook.port, 443);
+  EXPECT_EQ(webhook.target, "/services/T0/B1");
+  EXPECT_EQ(std::get<WebhookTarget>(parse_webhook_url("https://h:8443/")).port, 8443);
 }
 
 TEST(WebhookUrl, RefusesWhatItCannotSend) {
@@ -247,7 +253,6 @@ TEST(WebhookUrl, RefusesWhatItCannotSend) {
     const auto parsed = parse_webhook_url(text);
     return std::holds_alternative<std::string>(parsed) ? std::get<std::string>(parsed) : std::string("accepted");
   };
-  EXPECT_NE(reason("https://example.com/hook").find("https webhooks are not supported yet"), std::string::npos);
   EXPECT_NE(reason("ftp://x/").find("http://"), std::string::npos);
   EXPECT_NE(reason("example.com/hook").find("http://"), std::string::npos);
   EXPECT_NE(reason("http:///path").find("empty host"), std::string::npos);
@@ -287,9 +292,8 @@ TEST(WebhookFlags, RepeatableWithASecretOrASecretFile) {
   std::remove(path);
 
   outcome = parse({"--webhook", "https://hooks.example/x"});
-  ASSERT_TRUE(std::holds_alternative<ExitRequest>(outcome));
-  EXPECT_EQ(std::get<ExitRequest>(outcome).code, 2);
-  EXPECT_NE(std::get<ExitRequest>(outcome).message.find("https webhooks are not supported yet"), std::string::npos);
+  ASSERT_TRUE(std::holds_alternative<Config>(outcome)) << std::get<ExitRequest>(outcome).message;
+  EXPECT_TRUE(std::get<Config>(outcome).webhooks[0].tls);
 }
 
 TEST(WebhookFlags, PrintConfigNeverShowsTheSecret) {
