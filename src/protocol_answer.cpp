@@ -59,8 +59,8 @@ std::string ProtocolAnswer::error_json(unsigned status, std::string_view message
 ProtocolAnswer::Whole ProtocolAnswer::whole(unsigned child_status, std::string_view child_body) const {
   const json body = json::parse(child_body, nullptr, /*allow_exceptions=*/false);
   if (child_status < 200 || child_status >= 300) {
-    return {child_status, error_json(child_status, error_message(body, "The child answered " +
-                                                                           std::to_string(child_status) + "."))};
+    return {child_status,
+            error_json(child_status, error_message(body, "The child answered " + std::to_string(child_status) + "."))};
   }
   if (body.is_discarded()) return {502, error_json(502, "The child's answer is not JSON.")};
   translate::Result<json> answer = [&]() -> translate::Result<json> {
@@ -169,7 +169,7 @@ std::string ProtocolAnswer::stream_line(std::string_view line) {
     return stream_event(data);
   }
   if (line.front() == ':') return keepalive();  // the child's own keep-alive
-  if (!line.starts_with("data:")) return {};  // event:, id:, retry: carry nothing the translators need
+  if (!line.starts_with("data:")) return {};    // event:, id:, retry: carry nothing the translators need
   line.remove_prefix(5);
   if (!line.empty() && line.front() == ' ') line.remove_prefix(1);
   if (!event_data_.empty()) event_data_ += '\n';

@@ -27,8 +27,7 @@ class ProtocolAnswer {
  public:
   // `client_request` is the body the client sent (the translators echo parts
   // of it); `model` the model as the client named it (Gemini's comes from the path).
-  ProtocolAnswer(ClientProtocol protocol, nlohmann::json client_request, std::string model,
-                 translate::Options options);
+  ProtocolAnswer(ClientProtocol protocol, nlohmann::json client_request, std::string model, translate::Options options);
 
   ClientProtocol protocol() const { return protocol_; }
 

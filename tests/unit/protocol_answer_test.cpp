@@ -28,7 +28,8 @@ translate::Options options() {
 }
 
 ProtocolAnswer anthropic_answer() {
-  const json request = {{"model", "claude-x"}, {"max_tokens", 100}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}};
+  const json request = {
+      {"model", "claude-x"}, {"max_tokens", 100}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}};
   return ProtocolAnswer(ClientProtocol::anthropic, request, "claude-x", options());
 }
 
