@@ -99,21 +99,9 @@ awaitable<std::optional<SimpleResponse>> simple_request(std::string host, int po
   }
   auto request = simple_request_message(host, port, method, std::move(target), std::move(body), headers);
   stream->expires_at(deadline);
-  co_await http::async_write(*stream, request, use_awaitable_ec(ec));
-  if (ec) {
-    error = "send: " + ec.message();
-    co_return std::nullopt;
-  }
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(1024 * 1024);
-  co_await http::async_read(*stream, buffer, parser, use_awaitable_ec(ec));
-  if (ec) {
-    error = ec == beast::error::timeout ? std::string("timed out") : "read: " + ec.message();
-    co_return std::nullopt;
-  }
-  stream->socket().shutdown(Socket::shutdown_both, ec);
-  co_return SimpleResponse{parser.get().result_int(), std::move(parser.get().body())};
+  std::optional<SimpleResponse> response = co_await exchange_simple_request(*stream, std::move(request), error);
+  if (response) stream->socket().shutdown(Socket::shutdown_both, ec);
+  co_return response;
 }
 
 }  // namespace coordinator

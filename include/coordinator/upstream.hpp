@@ -60,6 +60,29 @@ awaitable<std::optional<SimpleResponse>> simple_request(std::string host, int po
                                                         std::string target, std::string body, Clock::duration timeout,
                                                         std::string& error,
                                                         std::vector<std::pair<std::string, std::string>> headers = {});
+// Writes `request` and reads the whole answer (at most 1 MiB) on a connected
+// `stream` whose deadline is set: simple_request's exchange, over TCP or TLS.
+template <class Stream>
+awaitable<std::optional<SimpleResponse>> exchange_simple_request(Stream& stream,
+                                                                 http::request<http::string_body> request,
+                                                                 std::string& error) {
+  error_code ec;
+  co_await http::async_write(stream, request, use_awaitable_ec(ec));
+  if (ec) {
+    error = "send: " + ec.message();
+    co_return std::nullopt;
+  }
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(1024 * 1024);
+  co_await http::async_read(stream, buffer, parser, use_awaitable_ec(ec));
+  if (ec) {
+    error = ec == beast::error::timeout ? std::string("timed out") : "read: " + ec.message();
+    co_return std::nullopt;
+  }
+  co_return SimpleResponse{parser.get().result_int(), std::move(parser.get().body())};
+}
+
 // The request simple_request sends (also over TLS: tls_client.hpp).
 http::request<http::string_body> simple_request_message(
     const std::string& host, int port, http::verb method, std::string target, std::string body,
