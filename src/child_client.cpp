@@ -28,12 +28,12 @@ awaitable<std::optional<SimpleResponse>> fetch_models(std::string host, int port
 }
 
 std::optional<std::string_view> request_key(const http::request<http::string_body>& request) {
-  // A query is looked at only when it may hold the key: most targets have none.
+  // The common places first: Gemini's are looked up only when neither holds a key.
+  if (auto key = presented_key(request[http::field::authorization], request["X-API-Key"])) return key;
   const std::string_view target = request.target();
   const std::string_view key_param =
       target.find('?') == std::string_view::npos ? std::string_view() : query_param(target, "key");
-  return presented_key(
-      KeyCarriers{request[http::field::authorization], request["X-API-Key"], request["x-goog-api-key"], key_param});
+  return presented_key(KeyCarriers{{}, {}, request["x-goog-api-key"], key_param});
 }
 
 ExtraHeaders credentials_of(const http::request<http::string_body>& request) {
