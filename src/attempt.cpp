@@ -8,6 +8,7 @@
 #include "coordinator/child_answers.hpp"
 #include "coordinator/errors.hpp"
 #include "coordinator/exchange_buffers.hpp"
+#include "coordinator/field_lookup.hpp"
 #include "coordinator/http_util.hpp"
 
 namespace coordinator {
@@ -170,7 +171,7 @@ awaitable<AttemptOutcome> ChildAttempt::answer(Exchange& exchange) {
     // unread body goes with the connection, which is not pooled.
     outcome.end = AttemptEnd::refused;
     outcome.error = "answered " + std::to_string(status);
-    outcome.retry_after = retry_after_seconds(head[http::field::retry_after]);
+    outcome.retry_after = retry_after_seconds(field_value(head, http::field::retry_after));
     outcome.rate_limited = verdict == StatusVerdict::rate_limited;
     outcome.quota = verdict == StatusVerdict::quota;
     if (outcome.quota) outcome.quota_reason = "out of quota (answered " + std::to_string(status) + ")";
@@ -178,7 +179,7 @@ awaitable<AttemptOutcome> ChildAttempt::answer(Exchange& exchange) {
   }
   // Every relayed status counts for outlier detection, whatever happens to its body.
   outcome.relayed = true;
-  if (status == 200 && is_event_stream(head[http::field::content_type])) {
+  if (status == 200 && is_event_stream(field_value(head, http::field::content_type))) {
     AttemptOutcome events = co_await relay_events(exchange);
     events.relayed = true;
     co_return events;

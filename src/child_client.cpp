@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "coordinator/api_keys.hpp"
+#include "coordinator/field_lookup.hpp"
 #include "coordinator/http_util.hpp"
 #include "coordinator/upstream.hpp"
 
@@ -29,17 +30,23 @@ awaitable<std::optional<SimpleResponse>> fetch_models(std::string host, int port
 
 std::optional<std::string_view> request_key(const http::request<http::string_body>& request) {
   // The common places first: Gemini's are looked up only when neither holds a key.
-  if (auto key = presented_key(request[http::field::authorization], request["X-API-Key"])) return key;
+  if (auto key =
+          presented_key(field_value(request, http::field::authorization), unknown_field_value(request, "X-API-Key"))) {
+    return key;
+  }
   const std::string_view target = request.target();
   const std::string_view key_param =
       target.find('?') == std::string_view::npos ? std::string_view() : query_param(target, "key");
-  return presented_key(KeyCarriers{{}, {}, request["x-goog-api-key"], key_param});
+  return presented_key(KeyCarriers{{}, {}, unknown_field_value(request, "x-goog-api-key"), key_param});
 }
 
 ExtraHeaders credentials_of(const http::request<http::string_body>& request) {
   ExtraHeaders auth;
-  for (const std::string_view name : {"Authorization", "X-API-Key"}) {
-    if (const std::string_view value = request[name]; !value.empty()) auth.emplace_back(name, value);
+  if (const std::string_view value = field_value(request, http::field::authorization); !value.empty()) {
+    auth.emplace_back("Authorization", value);
+  }
+  if (const std::string_view value = unknown_field_value(request, "X-API-Key"); !value.empty()) {
+    auth.emplace_back("X-API-Key", value);
   }
   return auth;
 }

@@ -1,5 +1,6 @@
 #include "coordinator/child_request.hpp"
 
+#include "coordinator/field_lookup.hpp"
 #include "coordinator/http_util.hpp"
 
 namespace coordinator {
@@ -24,7 +25,7 @@ ChildRequest::ChildRequest(const http::request<http::string_body>& request, std:
   head_ += ' ';
   head_ += request.target();
   head_ += " HTTP/1.1\r\n";
-  const std::string_view connection = request[http::field::connection];
+  const std::string_view connection = field_value(request, http::field::connection);
   // "keep-alive" names only itself, which is hop-by-hop anyway.
   const bool connection_names_fields = !connection.empty() && !iequals(connection, "keep-alive");
   const bool forwarded_for = !client_address.empty();
@@ -40,7 +41,7 @@ ChildRequest::ChildRequest(const http::request<http::string_body>& request, std:
     add_field(head_, name, field.value());
   }
   if (forwarded_for) {
-    const std::string_view earlier = request["X-Forwarded-For"];
+    const std::string_view earlier = unknown_field_value(request, "X-Forwarded-For");
     if (earlier.empty()) {
       add_field(head_, "X-Forwarded-For", client_address);
     } else {

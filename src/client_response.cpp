@@ -1,5 +1,6 @@
 #include "coordinator/client_response.hpp"
 
+#include "coordinator/field_lookup.hpp"
 #include "coordinator/http_util.hpp"
 
 namespace coordinator {
@@ -40,7 +41,7 @@ void ClientResponse::mark_gone() {
 // the order Beast gave for a response<empty_body> built from the child's head:
 // no fields object, no serializer.
 std::string ClientResponse::head_bytes(const http::response_header<>& child_head, std::optional<std::uint64_t> length) {
-  const std::string_view connection = child_head[http::field::connection];
+  const std::string_view connection = field_value(child_head, http::field::connection);
   // "keep-alive" names only itself, which is hop-by-hop anyway.
   const bool connection_names_fields = !connection.empty() && !iequals(connection, "keep-alive");
   // By Beast's field codes: string compares per field were a tenth of the proxy's instructions.
@@ -56,7 +57,7 @@ std::string ClientResponse::head_bytes(const http::response_header<>& child_head
     }
   }
   sse_ = is_event_stream(content_type);
-  const std::string_view request_id = request_["X-Request-Id"];
+  const std::string_view request_id = unknown_field_value(request_, "X-Request-Id");
   const unsigned version = request_.version();
   // By number: a status Beast has no name for (418, 520 ...) must pass unchanged.
   const unsigned status = child_head.result_int();
@@ -127,14 +128,14 @@ bool ClientResponse::begin_translated(const http::response_header<>& child_head,
   committed_ = true;
   status_ = child_head.result_int();
   stream_wanted_ = stream_mode;
-  if (status_ == 200 && is_event_stream(child_head[http::field::content_type])) {
+  if (status_ == 200 && is_event_stream(field_value(child_head, http::field::content_type))) {
     pending_head_ = head_bytes(own_event_stream_head(request_.version()), std::nullopt);
     pending_events_ = protocol_->stream_start();
     stream_ttfb_ = std::chrono::duration<double>(Clock::now() - started_).count();
     return true;
   }
   collecting_ = true;
-  child_retry_after_ = std::string(child_head[http::field::retry_after]);
+  child_retry_after_ = std::string(field_value(child_head, http::field::retry_after));
   return false;
 }
 
@@ -210,7 +211,9 @@ awaitable<bool> ClientResponse::send_whole(unsigned status, std::string body, st
   collecting_ = false;
   ExtraHeaders extra;
   if (!retry_after.empty()) extra.emplace_back("Retry-After", std::move(retry_after));
-  if (const std::string_view id = request_["X-Request-Id"]; !id.empty()) extra.emplace_back("X-Request-Id", id);
+  if (const std::string_view id = unknown_field_value(request_, "X-Request-Id"); !id.empty()) {
+    extra.emplace_back("X-Request-Id", id);
+  }
   const std::size_t size = body.size();
   const bool sent =
       co_await send_json(client_, request_.version(), status, std::move(body), keep_alive_, send_timeout_, extra);
@@ -327,7 +330,9 @@ awaitable<void> ClientResponse::fail(errc error, std::string message, long retry
   status_ = spec.status;
   ExtraHeaders extra;
   if (retry_after > 0) extra.emplace_back("Retry-After", std::to_string(retry_after));
-  if (const std::string_view id = request_["X-Request-Id"]; !id.empty()) extra.emplace_back("X-Request-Id", id);
+  if (const std::string_view id = unknown_field_value(request_, "X-Request-Id"); !id.empty()) {
+    extra.emplace_back("X-Request-Id", id);
+  }
   const bool sent = co_await send_json(client_, request_.version(), spec.status, error_body(error, message),
                                        keep_alive_, send_timeout_, std::move(extra));
   if (!sent) mark_gone();

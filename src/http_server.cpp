@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "coordinator/errors.hpp"
+#include "coordinator/field_lookup.hpp"
 #include "coordinator/http_util.hpp"
 
 namespace coordinator {
@@ -55,7 +56,7 @@ Refusal header_read_refusal(const error_code& ec, std::uint64_t max_body) {
 Refusal head_refusal(const http::request_parser<http::string_body>& parser, std::uint64_t max_body) {
   // RFC 9112 6.3: a Transfer-Encoding that does not end in chunked leaves the
   // body's length unknown; reading on would let the body pass as a request.
-  if (parser.get().count(http::field::transfer_encoding) > 0 && !parser.chunked()) {
+  if (!parser.chunked() && has_field(parser.get(), http::field::transfer_encoding)) {
     return {errc::bad_request, "Malformed HTTP request: Transfer-Encoding must end with chunked."};
   }
   if (const auto length = parser.content_length(); length && *length > max_body) return body_too_large(max_body);
@@ -137,7 +138,7 @@ awaitable<ParsedRequest> parse_request(TcpStream& stream, beast::flat_buffer& bu
   }
   const auto& head = parser.get();
   const std::size_t header_fields = static_cast<std::size_t>(std::distance(head.begin(), head.end()));
-  if (iequals(head[http::field::expect], "100-continue") && !parser.is_done()) {
+  if (!parser.is_done() && iequals(field_value(head, http::field::expect), "100-continue")) {
     stream.expires_after(config.client_send_timeout);
     co_await net::async_write(stream, net::buffer(kContinue.data(), kContinue.size()), use_awaitable_ec(ec));
     if (ec) {
@@ -290,7 +291,7 @@ awaitable<std::optional<Request>> HttpServer::read_request(TcpStream& stream, be
     co_return std::nullopt;
   }
   // Every request carries an id: the client's if well formed, else a new one.
-  if (parsed.request && !is_valid_request_id((*parsed.request)["X-Request-Id"])) {
+  if (parsed.request && !is_valid_request_id(unknown_field_value(*parsed.request, "X-Request-Id"))) {
     parsed.request->set("X-Request-Id", new_request_id().view());
   }
   co_return std::move(parsed.request);
@@ -316,7 +317,7 @@ awaitable<bool> HttpServer::serve_request(Exchange exchange) {
   if (outcome.stream_ttfb >= 0) router_.metrics().observe_stream_ttfb(outcome.stream_ttfb);
   router_.count_usage(request, outcome);
   log_access(request.method_string(), path, outcome.status, outcome.child, seconds, outcome.bytes_sent,
-             request["X-Request-Id"]);
+             unknown_field_value(request, "X-Request-Id"));
   co_return keep_going;
 }
 

@@ -68,7 +68,9 @@ const Route& first_match(std::span<const Route> table, const Route& fallback, st
 
 // The request id header of a reply: the request's own (every request has one by now).
 void add_request_id(ExtraHeaders& headers, const Request& request) {
-  if (const std::string_view id = request["X-Request-Id"]; !id.empty()) headers.emplace_back("X-Request-Id", id);
+  if (const std::string_view id = unknown_field_value(request, "X-Request-Id"); !id.empty()) {
+    headers.emplace_back("X-Request-Id", id);
+  }
 }
 
 struct CancelBroadcast {
@@ -239,7 +241,8 @@ awaitable<bool> Router::route(Exchange exchange) {
   const std::string_view path = path_of(request.target());
   const Route& route = match_route(path);
   // The key first: a client without one learns nothing about the routes.
-  if (needs_key(route, config_.protect_metrics) && !services_.api_keys.allows(request_key(request))) {
+  if (needs_key(route, config_.protect_metrics) && services_.api_keys.enabled() &&
+      !services_.api_keys.allows(request_key(request))) {
     return replies_.reply_error(exchange, protocol_of_path(path), errc::invalid_api_key,
                                 "Invalid or missing API key: send Authorization: Bearer KEY, X-API-Key: KEY, "
                                 "x-goog-api-key: KEY or ?key=KEY.",

@@ -10,6 +10,7 @@
 #include "coordinator/asio.hpp"
 #include "coordinator/config.hpp"
 #include "coordinator/errors.hpp"
+#include "coordinator/field_lookup.hpp"
 #include "coordinator/json_check.hpp"
 #include "coordinator/metrics.hpp"
 #include "coordinator/profile_admin.hpp"
@@ -142,7 +143,7 @@ class Replies {
  public:
   Replies(const Config& config, const ServerState& state) : config_(config), state_(state) {}
 
-  bool keep_alive_for(const Request& request) const { return request.keep_alive() && !state_.shutting_down; }
+  bool keep_alive_for(const Request& request) const { return keeps_alive(request) && !state_.shutting_down; }
   awaitable<bool> reply(Exchange exchange, unsigned status, std::string body, ExtraHeaders extra = {}) const;
   // 200 with a non-JSON body (metrics, the status page); no body for HEAD.
   awaitable<bool> reply_text(Exchange exchange, std::string body, std::string content_type) const;
