@@ -112,7 +112,12 @@ awaitable<AttemptOutcome> ChildAttempt::run() {
         },
         ec);
     if (read == Read::ok) {
-      co_return co_await answer(exchange);
+      const unsigned status = exchange.parser.get().result_int();
+      AttemptOutcome outcome = co_await answer(exchange);
+      outcome.status = status;
+      // Every relayed status counts for outlier detection, whatever happens to its body.
+      outcome.relayed = judge_status(status) == StatusVerdict::relay;
+      co_return outcome;
     }
     if (read == Read::upstream_error) {
       refused.error = "no answer: " + ec.message();
@@ -160,72 +165,72 @@ AttemptOutcome ChildAttempt::ended_by(Read read, const error_code& ec, bool mid_
   return outcome;
 }
 
-// The child's head is in: fail over on what says no work was done, else relay.
+// The child's head is in: fail over on what says no work was done, else
+// relay. Not a coroutine: it picks the step that reads the body (a frame less
+// per request); run() sets the outcome's status.
 awaitable<AttemptOutcome> ChildAttempt::answer(Exchange& exchange) {
   const auto& head = exchange.parser.get();
   const unsigned status = head.result_int();
-  AttemptOutcome outcome;
-  outcome.status = status;
   if (const StatusVerdict verdict = judge_status(status); verdict != StatusVerdict::relay) {
     // No work was done on that child: the next one gets the request. The
     // unread body goes with the connection, which is not pooled.
+    AttemptOutcome outcome;
     outcome.end = AttemptEnd::refused;
     outcome.error = "answered " + std::to_string(status);
     outcome.retry_after = retry_after_seconds(field_value(head, http::field::retry_after));
     outcome.rate_limited = verdict == StatusVerdict::rate_limited;
     outcome.quota = verdict == StatusVerdict::quota;
     if (outcome.quota) outcome.quota_reason = "out of quota (answered " + std::to_string(status) + ")";
-    co_return outcome;
+    return ready(std::move(outcome));
   }
-  // Every relayed status counts for outlier detection, whatever happens to its body.
-  outcome.relayed = true;
-  if (status == 200 && is_event_stream(field_value(head, http::field::content_type))) {
-    AttemptOutcome events = co_await relay_events(exchange);
-    events.relayed = true;
-    co_return events;
-  }
-  if (status >= 400) {
-    AttemptOutcome error = co_await relay_error(exchange);
-    error.status = status;
-    error.relayed = true;
-    co_return error;
-  }
-  if (client_.committed()) {
-    // Heartbeats already went out as an SSE stream: only an SSE answer fits it.
-    co_await client_.abort(errc::child_stream_aborted,
-                           "child " + child_.name + " answered " + std::to_string(status) + " without a stream");
-    co_return outcome;
-  }
-  bool started = true;
-  if (client_.begin(head, body_length(exchange.parser), deadlines_.stream())) {
-    started = co_await client_.send_head();
-  }
-  if (!started) {
-    co_return outcome;
-  }
-  AttemptOutcome body = co_await relay_body(exchange);
-  body.status = status;
-  body.relayed = true;
-  co_return body;
+  if (status == 200 && is_event_stream(field_value(head, http::field::content_type))) return relay_events(exchange);
+  if (status >= 400) return relay_error(exchange);
+  // Heartbeats already went out as an SSE stream: only an SSE answer fits it.
+  if (client_.committed()) return abort_unstreamed(status);
+  if (client_.begin(head, body_length(exchange.parser), deadlines_.stream())) return send_head_then_body(exchange);
+  return relay_body(exchange);
 }
 
-awaitable<ChildAttempt::Read> ChildAttempt::read_piece(Exchange& exchange, std::string_view& received, error_code& ec) {
+awaitable<AttemptOutcome> ChildAttempt::ready(AttemptOutcome outcome) {
+  co_return outcome;
+}
+
+awaitable<AttemptOutcome> ChildAttempt::abort_unstreamed(unsigned status) {
+  co_await client_.abort(errc::child_stream_aborted,
+                         "child " + child_.name + " answered " + std::to_string(status) + " without a stream");
+  co_return AttemptOutcome{};
+}
+
+awaitable<AttemptOutcome> ChildAttempt::send_head_then_body(Exchange& exchange) {
+  const bool started = co_await client_.send_head();
+  if (!started) {
+    co_return AttemptOutcome{};
+  }
+  co_return co_await relay_body(exchange);
+}
+
+// A piece of the body from what is buffered: true when that gave one (or an
+// error, then `read` says so); false when the socket must be read.
+bool ChildAttempt::piece_buffered(Exchange& exchange, Read& read, error_code& ec) {
   auto& body = exchange.parser.get().body();
   body.data = exchange.chunk.data();
   body.size = exchange.chunk.size();
-  Read read = Read::ok;
-  if (!take_buffered(exchange, ec)) {
-    read = co_await watched_read(
-        exchange.upstream,
-        [&](error_code& read_ec) {
-          return http::async_read_some(exchange.upstream, exchange.buffer, exchange.parser, use_awaitable_ec(read_ec));
-        },
-        ec);
-  } else if (ec) {
-    read = Read::upstream_error;
-  }
-  received = std::string_view(exchange.chunk.data(), exchange.chunk.size() - body.size);
-  co_return read;
+  if (!take_buffered(exchange, ec)) return false;
+  read = ec ? Read::upstream_error : Read::ok;
+  return true;
+}
+
+awaitable<ChildAttempt::Read> ChildAttempt::read_from_child(Exchange& exchange, error_code& ec) {
+  return watched_read(
+      exchange.upstream,
+      [&exchange](error_code& read_ec) {
+        return http::async_read_some(exchange.upstream, exchange.buffer, exchange.parser, use_awaitable_ec(read_ec));
+      },
+      ec);
+}
+
+std::string_view ChildAttempt::piece_of(Exchange& exchange) {
+  return {exchange.chunk.data(), exchange.chunk.size() - exchange.parser.get().body().size};
 }
 
 // Most answers' bodies come with their head: what is buffered is parsed here,
@@ -259,13 +264,21 @@ awaitable<void> ChildAttempt::send_last(Exchange& exchange, std::string_view byt
       co_return;
     }
   }
-  bool finished = client_.finish_at_once();
-  if (!finished) {
-    finished = co_await client_.finish();
-  }
-  if (finished && exchange.parser.keep_alive()) {
-    pool_.give_back(index_, std::move(exchange.connection));
-  }
+  if (finished_at_once(exchange)) co_return;
+  const bool finished = co_await client_.finish();
+  if (finished) give_back(exchange);
+}
+
+// The answer's end when nothing is left to write (the common case: the last
+// body bytes went out with the head); false when the end must be written.
+bool ChildAttempt::finished_at_once(Exchange& exchange) {
+  if (!client_.finish_at_once()) return false;
+  give_back(exchange);
+  return true;
+}
+
+void ChildAttempt::give_back(Exchange& exchange) {
+  if (exchange.parser.keep_alive()) pool_.give_back(index_, std::move(exchange.connection));
 }
 
 // A child's error answer: read whole (it is small) so that FastAPI's
@@ -279,9 +292,8 @@ awaitable<AttemptOutcome> ChildAttempt::relay_error(Exchange& exchange) {
   Read read = Read::ok;
   error_code ec;
   while (!exchange.parser.is_done() && body.size() <= kMaxErrorBody) {
-    std::string_view received;
-    read = co_await read_piece(exchange, received, ec);
-    body.append(received);
+    if (!piece_buffered(exchange, read, ec)) read = co_await read_from_child(exchange, ec);
+    body.append(piece_of(exchange));
     if (read != Read::ok) break;
   }
   if (read == Read::upstream_error) {
@@ -335,8 +347,9 @@ awaitable<AttemptOutcome> ChildAttempt::relay_body(Exchange& exchange) {
   delivered_ = true;  // an answer is on its way to the client: no retry from here on
   while (!exchange.parser.is_done()) {
     error_code ec;
-    std::string_view received;
-    const Read read = co_await read_piece(exchange, received, ec);
+    Read read = Read::ok;
+    if (!piece_buffered(exchange, read, ec)) read = co_await read_from_child(exchange, ec);
+    const std::string_view received = piece_of(exchange);
     if (!received.empty()) {
       child_sent(received);
       const bool sent = co_await client_.send(received);
@@ -346,7 +359,7 @@ awaitable<AttemptOutcome> ChildAttempt::relay_body(Exchange& exchange) {
     }
     if (read != Read::ok) co_return ended_by(read, ec, true);
   }
-  co_await send_last(exchange, std::string_view());
+  if (!finished_at_once(exchange)) co_await send_last(exchange, std::string_view());
   co_return AttemptOutcome{};
 }
 
@@ -361,8 +374,9 @@ awaitable<AttemptOutcome> ChildAttempt::relay_events(Exchange& exchange) {
   StreamGate gate;
   while (!exchange.parser.is_done()) {
     error_code ec;
-    std::string_view received;
-    const Read read = co_await read_piece(exchange, received, ec);
+    Read read = Read::ok;
+    if (!piece_buffered(exchange, read, ec)) read = co_await read_from_child(exchange, ec);
+    const std::string_view received = piece_of(exchange);
     if (!received.empty()) {
       std::optional<AttemptOutcome> ended = co_await pass_events(exchange, gate, received);
       if (ended) {

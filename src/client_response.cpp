@@ -176,11 +176,11 @@ awaitable<bool> ClientResponse::write(net::const_buffer head, net::const_buffer 
   co_return true;
 }
 
+// Not a coroutine, nor is send_raw: a chat answer's bytes go straight to
+// write, in the caller's frame.
 awaitable<bool> ClientResponse::send(std::string_view bytes) {
-  if (protocol_ != nullptr) co_return co_await send_translated(bytes);
-  // Straight to write: a chat answer's bytes cost no coroutine frame more.
-  if (bytes.empty()) co_return true;
-  co_return co_await write(net::buffer(pending_head_), net::buffer(bytes.data(), bytes.size()), false);
+  if (protocol_ != nullptr) return send_translated(bytes);
+  return send_raw(bytes);
 }
 
 awaitable<bool> ClientResponse::send_translated(std::string_view bytes) {
@@ -195,8 +195,12 @@ awaitable<bool> ClientResponse::send_translated(std::string_view bytes) {
 }
 
 awaitable<bool> ClientResponse::send_raw(std::string_view bytes) {
-  if (bytes.empty()) co_return true;
-  co_return co_await write(net::buffer(pending_head_), net::buffer(bytes.data(), bytes.size()), false);
+  if (bytes.empty()) return nothing_to_send();
+  return write(net::buffer(pending_head_), net::buffer(bytes.data(), bytes.size()), false);
+}
+
+awaitable<bool> ClientResponse::nothing_to_send() {
+  co_return true;
 }
 
 bool ClientResponse::finish_at_once() {

@@ -162,6 +162,20 @@ awaitable<ParsedRequest> parse_request(TcpStream& stream, beast::flat_buffer& bu
   co_return parsed;
 }
 
+// A request refused before it reaches a route; the connection is closed after.
+awaitable<void> refuse(const Replies& replies, TcpStream& stream, Refusal refusal, ForwardResult& outcome) {
+  const Request bad_request{http::verb::get, "/", 11};
+  const Exchange exchange{stream, bad_request, net::ip::address(), {}, outcome};
+  co_await replies.reply_error(exchange, refusal.error, std::move(refusal.message), kCloseConnection);
+}
+
+// Every request carries an id: the client's if well formed, else a new one.
+void give_request_id(Request& request) {
+  if (!is_valid_request_id(unknown_field_value(request, "X-Request-Id"))) {
+    request.set("X-Request-Id", new_request_id().view());
+  }
+}
+
 }  // namespace
 
 HttpServer::HttpServer(net::io_context& io, const Config& config, ServerServices services)
@@ -243,7 +257,8 @@ awaitable<void> HttpServer::run_session(Socket socket) {
   TcpStream stream(std::move(socket));
   beast::flat_buffer buffer;
   const std::uint64_t id = next_session_id_++;
-  sessions_[id] = Session{&stream, false};
+  // A reference stays valid while other sessions come and go (unordered_map).
+  Session& session = sessions_[id] = Session{&stream, false};
   // Leaves the bookkeeping right even if something below throws.
   struct SessionScope {
     HttpServer& server;
@@ -253,7 +268,7 @@ awaitable<void> HttpServer::run_session(Socket socket) {
   ForwardResult outcome;
 
   while (!state_.shutting_down) {
-    sessions_[id].busy = false;
+    session.busy = false;
     if (buffer.size() == 0) {
       // Idle keep-alive wait, separate from the (shorter) header deadline.
       error_code ec;
@@ -264,13 +279,20 @@ awaitable<void> HttpServer::run_session(Socket socket) {
         break;
       }
     }
-    sessions_[id].busy = true;
+    session.busy = true;
     outcome = ForwardResult{};
-    std::optional<Request> request = co_await read_request(stream, buffer, outcome);
-    if (!request) {
+    // Read here, not in a coroutine of its own: one frame less per request.
+    ParsedRequest parsed = co_await parse_request(stream, buffer, config_);
+    if (!parsed.refusal.message.empty()) {
+      co_await refuse(replies_, stream, std::move(parsed.refusal), outcome);
       break;
     }
-    const Exchange exchange{stream, *request, peer, peer_text, outcome};
+    if (!parsed.request) {
+      break;
+    }
+    Request& request = *parsed.request;
+    give_request_id(request);
+    const Exchange exchange{stream, request, peer, peer_text, outcome};
     const bool keep_going = co_await serve_request(exchange);
     if (!keep_going) {
       break;
@@ -279,22 +301,6 @@ awaitable<void> HttpServer::run_session(Socket socket) {
   error_code ignored;
   stream.socket().shutdown(Socket::shutdown_send, ignored);
   stream.socket().close(ignored);
-}
-
-awaitable<std::optional<Request>> HttpServer::read_request(TcpStream& stream, beast::flat_buffer& buffer,
-                                                           ForwardResult& outcome) {
-  ParsedRequest parsed = co_await parse_request(stream, buffer, config_);
-  if (!parsed.refusal.message.empty()) {
-    const Request bad_request{http::verb::get, "/", 11};
-    const Exchange exchange{stream, bad_request, net::ip::address(), {}, outcome};
-    co_await replies_.reply_error(exchange, parsed.refusal.error, std::move(parsed.refusal.message), kCloseConnection);
-    co_return std::nullopt;
-  }
-  // Every request carries an id: the client's if well formed, else a new one.
-  if (parsed.request && !is_valid_request_id(unknown_field_value(*parsed.request, "X-Request-Id"))) {
-    parsed.request->set("X-Request-Id", new_request_id().view());
-  }
-  co_return std::move(parsed.request);
 }
 
 awaitable<bool> HttpServer::serve_request(Exchange exchange) {

@@ -123,7 +123,6 @@ class Relay {
 
   std::optional<Acquired> acquire_now(const std::vector<bool>& tried);
   awaitable<Acquired> wait_in_queue(const std::vector<bool>& tried);
-  awaitable<AttemptOutcome> attempt(std::size_t child);
   void report(std::size_t child, const AttemptOutcome& outcome);
   awaitable<void> fail_after_attempts(bool attempted, const std::string& last_error);
   awaitable<void> end(std::size_t child, const AttemptOutcome& outcome);
@@ -183,7 +182,17 @@ awaitable<void> Relay::dispatch() {
     tried[child] = true;
     if (!attempted) deadlines_.start(Clock::now(), stream_requested_);  // time spent queued does not count
     attempted = true;
-    const AttemptOutcome outcome = co_await attempt(child);
+    AttemptOutcome outcome;
+    {
+      // The attempt runs on this frame (a coroutine frame less per request).
+      current_child_ = child;
+      answer_watch_.new_attempt();
+      const RegisteredAttempt registered(context_.active, child, signals_.get());
+      ChildAttempt attempt(child, context_.registry.at(child), context_.pool, child_request_, response_, deadlines_,
+                           signals_, timer_, answer_watch_, settings_);
+      outcome = co_await attempt.run();
+    }
+    if (outcome.status != 0 || outcome.end != AttemptEnd::refused) child_name_ = context_.registry.at(child).name;
     // Reported before the slot is released: a waiter must not get a child that is cooling now.
     report(child, outcome);
     if (takes_slot_) context_.dispatcher.release(child, outcome.end != AttemptEnd::refused && response_.status() != 0);
@@ -205,17 +214,6 @@ awaitable<void> Relay::dispatch() {
     if (signals_->client_gone) co_return;
   }
   co_await fail_after_attempts(attempted, last_error);
-}
-
-awaitable<AttemptOutcome> Relay::attempt(std::size_t child) {
-  current_child_ = child;
-  answer_watch_.new_attempt();
-  const RegisteredAttempt registered(context_.active, child, signals_.get());
-  ChildAttempt attempt(child, context_.registry.at(child), context_.pool, child_request_, response_, deadlines_,
-                       signals_, timer_, answer_watch_, settings_);
-  AttemptOutcome outcome = co_await attempt.run();
-  if (outcome.status != 0 || outcome.end != AttemptEnd::refused) child_name_ = context_.registry.at(child).name;
-  co_return outcome;
 }
 
 // What the child did, told to the registry; the control plane's timers end

@@ -97,11 +97,18 @@ class ChildAttempt {
   awaitable<AttemptOutcome> relay_events(Exchange& exchange);
   awaitable<std::optional<AttemptOutcome>> pass_events(Exchange& exchange, StreamGate& gate, std::string_view received);
   awaitable<AttemptOutcome> finish_events(Exchange& exchange, StreamGate& gate);
-  awaitable<Read> read_piece(Exchange& exchange, std::string_view& received, error_code& ec);
+  static awaitable<AttemptOutcome> ready(AttemptOutcome outcome);
+  awaitable<AttemptOutcome> abort_unstreamed(unsigned status);
+  awaitable<AttemptOutcome> send_head_then_body(Exchange& exchange);
+  bool piece_buffered(Exchange& exchange, Read& read, error_code& ec);
+  awaitable<Read> read_from_child(Exchange& exchange, error_code& ec);
+  static std::string_view piece_of(Exchange& exchange);
   bool take_buffered(Exchange& exchange, error_code& ec);
   template <class StartRead>
   awaitable<Read> watched_read(TcpStream& upstream, StartRead start_read, error_code& ec);
   awaitable<void> send_last(Exchange& exchange, std::string_view bytes);
+  bool finished_at_once(Exchange& exchange);
+  void give_back(Exchange& exchange);
   AttemptOutcome ended_by(Read read, const error_code& ec, bool mid_answer) const;
   bool heartbeats_apply() const;
   void child_sent(std::string_view bytes);

@@ -81,6 +81,7 @@ class ClientResponse {
   awaitable<bool> write(net::const_buffer head, net::const_buffer data, bool last_chunk);
   // Bytes of our own (heartbeats, error events): never through the protocol.
   awaitable<bool> send_raw(std::string_view bytes);
+  static awaitable<bool> nothing_to_send();
   awaitable<void> end_events(std::string events);
   // The protocol's side of begin, finish and abort.
   bool begin_translated(const http::response_header<>& child_head, bool stream_mode);

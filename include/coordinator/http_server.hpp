@@ -39,9 +39,6 @@ class HttpServer {
 
   awaitable<void> accept_loop();
   awaitable<void> run_session(Socket socket);
-  // The next request on the connection, checked; none when the client left or
-  // timed out, or when it was refused (the refusal is sent, the connection ends).
-  awaitable<std::optional<Request>> read_request(TcpStream& stream, beast::flat_buffer& buffer, ForwardResult& outcome);
   // Routes one request and logs it; returns whether the connection goes on.
   awaitable<bool> serve_request(Exchange exchange);
 
