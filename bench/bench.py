@@ -173,19 +173,25 @@ def comm_of(pid):
         return None
 
 
-def cpu_seconds(pids):
-    """utime + stime of these processes (all threads), in seconds."""
-    total = 0
+def cpu_split(pids):
+    """(utime, stime) of these processes (all threads), in seconds: user space and the kernel."""
+    user = system = 0
     tck = os.sysconf("SC_CLK_TCK")
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 stat = f.read()
             fields = stat[stat.rfind(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            system += int(fields[12])
         except (OSError, IndexError, ValueError):
             pass
-    return total / tck
+    return user / tck, system / tck
+
+
+def cpu_seconds(pids):
+    """utime + stime of these processes (all threads), in seconds."""
+    return sum(cpu_split(pids))
 
 
 def status_kb(pid, key):
@@ -560,14 +566,18 @@ class Bench:
                 for conns, duration in ((64, self.d64), (1, self.d1)):
                     for name, port in targets.items():
                         ps = pids[name]()
-                        cpu0 = cpu_seconds(ps)
+                        cpu0 = cpu_split(ps)
                         t0, busy0, own0 = time.monotonic(), busy_cpu_seconds(), self.procs.own_cpu_seconds()
                         res, rss = self.wrk(port, conns, duration, sample=lambda: rss_mib(pids[name]()))
                         # Other processes' CPU during this run, in cores (the benchmark's own subtracted).
                         res["foreign_cores"] = max(0.0, ((busy_cpu_seconds() - busy0) - (self.procs.own_cpu_seconds() - own0))
                                                    / (time.monotonic() - t0))
-                        res["cpu_s"] = cpu_seconds(ps) - cpu0
+                        cpu1 = cpu_split(ps)
+                        res["cpu_s"] = sum(cpu1) - sum(cpu0)
                         res["cpu_s_per_10k"] = res["cpu_s"] / res["requests"] * 1e4
+                        # User space against the kernel's loopback TCP, which every proxy pays alike.
+                        res["user_s_per_10k"] = (cpu1[0] - cpu0[0]) / res["requests"] * 1e4
+                        res["system_s_per_10k"] = (cpu1[1] - cpu0[1]) / res["requests"] * 1e4
                         res["rss_mib_under_load"] = rss
                         raw[name][f"c{conns}"].append(res)
                         log(f"round {r + 1}/{self.rounds} c{conns} {name:12s} {res['rps']:9.0f} req/s  "
@@ -582,7 +592,8 @@ class Bench:
             for c in ("c64", "c1"):
                 runs = raw[name][c]
                 f[c] = {k: summary([run[k] for run in runs]) for k in
-                        ("rps", "p50_us", "p99_us", "mean_us", "cpu_s_per_10k", "rss_mib_under_load")}
+                        ("rps", "p50_us", "p99_us", "mean_us", "cpu_s_per_10k", "user_s_per_10k",
+                         "system_s_per_10k", "rss_mib_under_load")}
                 if name != "direct":
                     d = raw["direct"][c]
                     f[c]["added_p50_us"] = summary([run["p50_us"] - d[i]["p50_us"] for i, run in enumerate(runs)])

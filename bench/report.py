@@ -339,8 +339,9 @@ def document(res, made, doc_path):
         if "throughput" in made:
             w(f"![throughput]({rel(made['throughput'])})\n")
         w("| target | req/s at 64 conn. | ratio to the coordinator | CPU s per 10,000 requests (proxy only) | "
-          "requests per CPU-second of the proxy | other processes during the run (cores) |")
-        w("| --- | --- | --- | --- | --- | --- |")
+          "of which user space / kernel | requests per CPU-second of the proxy | "
+          "other processes during the run (cores) |")
+        w("| --- | --- | --- | --- | --- | --- | --- |")
         c = med(f["coordinator"]["c64"]["rps"])
         for t in order:
             cpu = span(f[t]["c64"]["cpu_s_per_10k"], 3) if t != "direct" else "(upstream nginx: " + \
@@ -349,8 +350,11 @@ def document(res, made, doc_path):
             fr = {"median": None} if None in fr or not fr else \
                 {"median": sorted(fr)[len(fr) // 2], "min": min(fr), "max": max(fr), "values": fr}
             per_cpu = "–" if t == "direct" else fmt(ratio(1e4, med(f[t]["c64"]["cpu_s_per_10k"])))
+            # Results from before the split was recorded have no user/kernel figures.
+            split = "–" if "user_s_per_10k" not in f[t]["c64"] else \
+                f"{fmt(med(f[t]['c64']['user_s_per_10k']), digits=3)} / {fmt(med(f[t]['c64']['system_s_per_10k']), digits=3)}"
             w(f"| {NAMES[t]} | {span(f[t]['c64']['rps'])} | {fmt(ratio(med(f[t]['c64']['rps']), c), '×', 2)} | {cpu} | "
-              f"{per_cpu} | {span(fr, 2)} |")
+              f"{split} | {per_cpu} | {span(fr, 2)} |")
         w("")
         if "latency" in made:
             w(f"![latency]({rel(made['latency'])})\n")
