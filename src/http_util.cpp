@@ -24,8 +24,8 @@ HeaderBlockCheck check_header_block(std::string_view bytes, std::size_t max_fiel
   std::size_t fields = 0;
   bool seen_request_line = false;
   std::size_t line_start = 0;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (bytes[i] != '\n') continue;
+  // From line end to line end by memchr: a byte-by-byte loop was 2% of the proxy's instructions.
+  for (std::size_t i = bytes.find('\n'); i != std::string_view::npos; i = bytes.find('\n', i + 1)) {
     if (i == 0 || bytes[i - 1] != '\r') {
       check.problem = HeaderBlockCheck::Problem::bare_lf;
       return check;

@@ -1,5 +1,6 @@
 #include "coordinator/json_check.hpp"
 
+#include <array>
 #include <bitset>
 #include <charconv>
 #include <cmath>
@@ -257,6 +258,14 @@ class Scanner {
     return true;
   }
 
+  // Bytes that stand for themselves in a JSON string: ASCII but for '"', '\\'
+  // and the control characters.
+  static constexpr std::array<bool, 256> kPlainStringByte = [] {
+    std::array<bool, 256> plain{};
+    for (unsigned c = 0x20; c < 0x80; ++c) plain[c] = c != '"' && c != '\\';
+    return plain;
+  }();
+
   // What string() learns of a string besides its validity.
   struct StringFacts {
     bool is_stream = false;  // its decoded text is "stream"
@@ -278,7 +287,17 @@ class Scanner {
       if (decoded >= kModel.size() || code != static_cast<unsigned char>(kModel[decoded])) same_model = false;
       ++decoded;
     };
+    // Past its seventh byte a string can be neither word: the rest only counts.
+    const auto note_run = [&](const char* from, const char* to) {
+      if (facts == nullptr) return;
+      for (; from != to && decoded <= kStream.size(); ++from) note(byte(*from));
+      decoded += static_cast<std::size_t>(to - from);
+    };
     while (true) {
+      // A run of plain ASCII first, a table lookup a byte: the bulk of any string.
+      const char* const run = p_;
+      while (p_ != end_ && kPlainStringByte[byte(*p_)]) ++p_;
+      note_run(run, p_);
       if (p_ == end_) return false;
       const unsigned c = byte(*p_);
       if (c == '"') {

@@ -17,6 +17,10 @@ static void check(const std::string& t) {
     auto dom = nlohmann::json::parse(t);
     bool stream = dom.is_object() && dom.contains("stream") && dom["stream"] == true;
     ok = got.is_object == dom.is_object() && got.stream_requested == stream;
+    // The top-level "model" string, as the relay routes by it.
+    const bool model = dom.is_object() && dom.contains("model") && dom["model"].is_string();
+    std::string storage;
+    if (ok && model) ok = got.has_model && model_text(got, storage) == dom["model"].get<std::string>();
   }
   if (!ok && fails++ < 10) {
     std::printf("MISMATCH valid=%d accept=%d: ", got.valid, acc);
@@ -40,7 +44,9 @@ int main(int argc, char** argv) {
       "\"\xED\xA0\x80\"",
       "\"\xF4\x90\x80\x80\"",
       "\"\xC0\xAF\"",
-      "  {  }  "};
+      "  {  }  ",
+      R"({"model":"gemini-2.5-pro","messages":[{"role":"user","content":"a longer content string"}]})",
+      R"({"mod\u0065l":"gem\u0069ni-2.5\"pro","model":"x","m":{"model":"inner"}})"};
   for (int i = 1; i < argc; ++i)
     for (auto& e : std::filesystem::recursive_directory_iterator(argv[i]))
       if (e.is_regular_file()) {
@@ -51,7 +57,8 @@ int main(int argc, char** argv) {
       }
   for (auto& s : seeds) check(s);
   std::mt19937 rng(42);
-  const std::string alphabet = "{}[]\",:\\/ \t\r\n0123456789.-+eEtrufalsn\x7f\x80\xBF\xC2\xE0\xED\xEF\xBB\xF0\xF4\xFFu";
+  const std::string alphabet =
+      "{}[]\",:\\/ \t\r\n0123456789.-+eEtrufalsnmod\x7f\x80\xBF\xC2\xE0\xED\xEF\xBB\xF0\xF4\xFFu";
   long n = 0;
   auto t0 = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(40)) {
