@@ -15,7 +15,6 @@ namespace coordinator {
 
 namespace {
 
-constexpr std::size_t kReqIdScanBytes = std::size_t{8} * 1024;
 // A child's error answer is read whole to be put in the OpenAI shape; one
 // larger than this is relayed as it is.
 constexpr std::size_t kMaxErrorBody = std::size_t{64} * 1024;
@@ -34,30 +33,14 @@ std::optional<std::uint64_t> body_length(const http::response_parser<http::buffe
 
 }  // namespace
 
-void AnswerWatch::scan_req_id(std::string_view bytes) {
-  if (req_id_ || scanned_.size() >= kReqIdScanBytes) return;
-  scanned_.append(bytes.substr(0, kReqIdScanBytes - scanned_.size()));
-  req_id_ = extract_req_id(scanned_);
-  if (!req_id_) return;
-  scanned_.clear();
-  if (on_req_id_) on_req_id_(*req_id_);
-}
-
 struct ChildAttempt::Exchange {
-  explicit Exchange(ChildConnection& stream)
-      : connection(stream),
-        upstream(*stream),
-        buffers(take_exchange_buffers()),
-        buffer(buffers->buffer),
-        chunk(buffers->chunk) {
+  explicit Exchange(ChildConnection& stream) : connection(stream), upstream(*stream), buffers(take_exchange_buffers()) {
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     parser.header_limit(64 * 1024);
   }
   ChildConnection& connection;  // given back to the pool after a complete answer
   TcpStream& upstream;
-  PooledExchangeBuffers buffers;
-  beast::flat_buffer& buffer;
-  std::array<char, ExchangeBuffers::kBytes>& chunk;
+  PooledExchangeBuffers buffers;  // the read buffer and the body's chunk, kept for the next answer
   Parser parser;
 };
 
@@ -108,7 +91,8 @@ awaitable<AttemptOutcome> ChildAttempt::run() {
     const Read read = co_await watched_read(
         *upstream,
         [&](error_code& read_ec) {
-          return http::async_read_header(*upstream, exchange.buffer, exchange.parser, use_awaitable_ec(read_ec));
+          return http::async_read_header(*upstream, exchange.buffers->buffer, exchange.parser,
+                                         use_awaitable_ec(read_ec));
         },
         ec);
     if (read == Read::ok) {
@@ -121,7 +105,7 @@ awaitable<AttemptOutcome> ChildAttempt::run() {
     }
     if (read == Read::upstream_error) {
       refused.error = "no answer: " + ec.message();
-      if (pooled && exchange.buffer.size() == 0) {
+      if (pooled && exchange.buffers->buffer.size() == 0) {
         pool_.drop(index_);
         continue;
       }
@@ -213,8 +197,8 @@ awaitable<AttemptOutcome> ChildAttempt::send_head_then_body(Exchange& exchange) 
 // error, then `read` says so); false when the socket must be read.
 bool ChildAttempt::piece_buffered(Exchange& exchange, Read& read, error_code& ec) {
   auto& body = exchange.parser.get().body();
-  body.data = exchange.chunk.data();
-  body.size = exchange.chunk.size();
+  body.data = exchange.buffers->chunk.data();
+  body.size = exchange.buffers->chunk.size();
   if (!take_buffered(exchange, ec)) return false;
   read = ec ? Read::upstream_error : Read::ok;
   return true;
@@ -224,13 +208,14 @@ awaitable<ChildAttempt::Read> ChildAttempt::read_from_child(Exchange& exchange, 
   return watched_read(
       exchange.upstream,
       [&exchange](error_code& read_ec) {
-        return http::async_read_some(exchange.upstream, exchange.buffer, exchange.parser, use_awaitable_ec(read_ec));
+        return http::async_read_some(exchange.upstream, exchange.buffers->buffer, exchange.parser,
+                                     use_awaitable_ec(read_ec));
       },
       ec);
 }
 
 std::string_view ChildAttempt::piece_of(Exchange& exchange) {
-  return {exchange.chunk.data(), exchange.chunk.size() - exchange.parser.get().body().size};
+  return {exchange.buffers->chunk.data(), exchange.buffers->chunk.size() - exchange.parser.get().body().size};
 }
 
 // Most answers' bodies come with their head: what is buffered is parsed here,
@@ -241,9 +226,9 @@ bool ChildAttempt::take_buffered(Exchange& exchange, error_code& ec) {
   const std::size_t room = parser.get().body().size;
   // Not eager: a parser that parsed on past the body bytes would make the
   // next read wait for the child's next chunk before handing these on.
-  while (exchange.buffer.size() > 0 && !parser.is_done() && parser.get().body().size == room) {
-    const std::size_t used = parser.put(exchange.buffer.data(), ec);
-    exchange.buffer.consume(used);
+  while (exchange.buffers->buffer.size() > 0 && !parser.is_done() && parser.get().body().size == room) {
+    const std::size_t used = parser.put(exchange.buffers->buffer.data(), ec);
+    exchange.buffers->buffer.consume(used);
     // need_buffer: the chunk is full; need_more: the rest is still on its way.
     if (ec == http::error::need_buffer || ec == http::error::need_more) {
       ec = {};

@@ -295,4 +295,16 @@ std::optional<std::string> extract_req_id(std::string_view answer_bytes) {
   return req_id_of_completion_id(answer_bytes.substr(at, close - at));
 }
 
+// A stream's req_id is in its first chunks: only so much is kept to look for it.
+constexpr std::size_t kReqIdScanBytes = std::size_t{8} * 1024;
+
+void AnswerWatch::scan_req_id(std::string_view bytes) {
+  if (req_id_ || scanned_.size() >= kReqIdScanBytes) return;
+  scanned_.append(bytes.substr(0, kReqIdScanBytes - scanned_.size()));
+  req_id_ = extract_req_id(scanned_);
+  if (!req_id_) return;
+  scanned_.clear();
+  if (on_req_id_) on_req_id_(*req_id_);
+}
+
 }  // namespace coordinator

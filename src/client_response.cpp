@@ -57,7 +57,7 @@ std::string ClientResponse::head_bytes(const http::response_header<>& child_head
     }
   }
   sse_ = is_event_stream(content_type);
-  const std::string_view request_id = unknown_field_value(request_, "X-Request-Id");
+  const std::string_view request_id = request_id_of(request_);
   const unsigned version = request_.version();
   // By number: a status Beast has no name for (418, 520 ...) must pass unchanged.
   const unsigned status = child_head.result_int();
@@ -92,7 +92,7 @@ std::string ClientResponse::head_bytes(const http::response_header<>& child_head
     add(name, field.value());
   }
   add("Server", "coordinator");
-  if (!request_id.empty()) add("X-Request-Id", request_id);
+  if (!request_id.empty()) add(kRequestIdField, request_id);
   if (length) {
     add("Content-Length", std::to_string(*length));
     framing_ = Framing::length;
@@ -215,9 +215,7 @@ awaitable<bool> ClientResponse::send_whole(unsigned status, std::string body, st
   collecting_ = false;
   ExtraHeaders extra;
   if (!retry_after.empty()) extra.emplace_back("Retry-After", std::move(retry_after));
-  if (const std::string_view id = unknown_field_value(request_, "X-Request-Id"); !id.empty()) {
-    extra.emplace_back("X-Request-Id", id);
-  }
+  add_request_id(extra, request_);
   const std::size_t size = body.size();
   const bool sent =
       co_await send_json(client_, request_.version(), status, std::move(body), keep_alive_, send_timeout_, extra);
@@ -334,9 +332,7 @@ awaitable<void> ClientResponse::fail(errc error, std::string message, long retry
   status_ = spec.status;
   ExtraHeaders extra;
   if (retry_after > 0) extra.emplace_back("Retry-After", std::to_string(retry_after));
-  if (const std::string_view id = unknown_field_value(request_, "X-Request-Id"); !id.empty()) {
-    extra.emplace_back("X-Request-Id", id);
-  }
+  add_request_id(extra, request_);
   const bool sent = co_await send_json(client_, request_.version(), spec.status, error_body(error, message),
                                        keep_alive_, send_timeout_, std::move(extra));
   if (!sent) mark_gone();

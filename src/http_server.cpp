@@ -171,8 +171,8 @@ awaitable<void> refuse(const Replies& replies, TcpStream& stream, Refusal refusa
 
 // Every request carries an id: the client's if well formed, else a new one.
 void give_request_id(Request& request) {
-  if (!is_valid_request_id(unknown_field_value(request, "X-Request-Id"))) {
-    request.set("X-Request-Id", new_request_id().view());
+  if (!is_valid_request_id(request_id_of(request))) {
+    request.set(kRequestIdField, new_request_id().view());
   }
 }
 
@@ -323,7 +323,7 @@ awaitable<bool> HttpServer::serve_request(Exchange exchange) {
   if (outcome.stream_ttfb >= 0) router_.metrics().observe_stream_ttfb(outcome.stream_ttfb);
   router_.count_usage(request, outcome);
   log_access(request.method_string(), path, outcome.status, outcome.child, seconds, outcome.bytes_sent,
-             unknown_field_value(request, "X-Request-Id"));
+             request_id_of(request));
   co_return keep_going;
 }
 

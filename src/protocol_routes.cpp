@@ -66,7 +66,7 @@ bool requests_stream(const nlohmann::json& chat) {
 translate::Options Router::translation_options(const Request& request) const {
   translate::Options options;
   options.model_aliases = &config_.model_aliases;
-  options.id_base = std::string(request["X-Request-Id"]);
+  options.id_base = std::string(request_id_of(request));
   options.created =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   return options;

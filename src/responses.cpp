@@ -1,8 +1,13 @@
 #include "coordinator/responses.hpp"
 
+#include "coordinator/field_lookup.hpp"
 #include "coordinator/http_util.hpp"
 
 namespace coordinator {
+
+void add_request_id(ExtraHeaders& headers, const http::request<http::string_body>& request) {
+  if (const std::string_view id = request_id_of(request); !id.empty()) headers.emplace_back(kRequestIdField, id);
+}
 
 namespace {
 

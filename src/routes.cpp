@@ -66,13 +66,6 @@ const Route& first_match(std::span<const Route> table, const Route& fallback, st
   return fallback;
 }
 
-// The request id header of a reply: the request's own (every request has one by now).
-void add_request_id(ExtraHeaders& headers, const Request& request) {
-  if (const std::string_view id = unknown_field_value(request, "X-Request-Id"); !id.empty()) {
-    headers.emplace_back("X-Request-Id", id);
-  }
-}
-
 struct CancelBroadcast {
   explicit CancelBroadcast(Executor executor, std::size_t children)
       : answers(children, 0), pending(children), all_answered(executor) {}
@@ -501,7 +494,7 @@ awaitable<bool> Router::admin_done(Exchange exchange, std::string action, std::s
     spdlog::warn("admin {} refused: {}", action, error);
     co_return co_await replies_.reply_error(exchange, errc::admin_action_refused, error);
   }
-  spdlog::info("admin {} done (request {})", action, exchange.request["X-Request-Id"]);
+  spdlog::info("admin {} done (request {})", action, request_id_of(exchange.request));
   nlohmann::json body = {{"success", true}, {"action", action}};
   co_return co_await replies_.reply(exchange, 200, dump_json(body));
 }

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,7 +12,6 @@
 #include "coordinator/relay_deadlines.hpp"
 #include "coordinator/relay_signals.hpp"
 #include "coordinator/upstream.hpp"
-#include "coordinator/usage.hpp"
 
 namespace coordinator {
 
@@ -41,31 +39,6 @@ struct AttemptOutcome {
   bool connect_failed = false;        // no connection could be made
   std::optional<double> retry_after;  // seconds, from the child's Retry-After
   Expiry expiry = Expiry::none;       // timed_out: which deadline passed
-};
-
-// What the relay learns from the bytes of a child's answer: the req_id in the
-// first bytes of a stream (the real child names it in every chunk id), for
-// cancels and the owner table; and the usage the answer reports (its JSON
-// body's, or a stream's last chunk's), for the usage counters.
-class AnswerWatch {
- public:
-  explicit AnswerWatch(std::function<void(const std::string&)> on_req_id) : on_req_id_(std::move(on_req_id)) {}
-  void scan(std::string_view bytes, bool stream) {
-    if (stream) scan_req_id(bytes);
-    usage_.feed(bytes);
-  }
-  const std::optional<std::string>& req_id() const { return req_id_; }
-  std::optional<TokenUsage> usage() const { return usage_.result(); }
-  // Another attempt begins: what an earlier one reported is not this answer's usage.
-  void new_attempt() { usage_.reset(); }
-
- private:
-  void scan_req_id(std::string_view bytes);
-
-  std::function<void(const std::string&)> on_req_id_;
-  std::optional<std::string> req_id_;
-  std::string scanned_;
-  UsageScanner usage_;
 };
 
 // The parts of the configuration an attempt uses.

@@ -1,9 +1,12 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "coordinator/usage.hpp"
 
 // What the real child (AIstudioProxyAPI) answers, and what the relay makes of
 // it. Pure functions, no I/O: each decision is unit-tested on its own.
@@ -102,5 +105,30 @@ class StreamGate {
 std::optional<std::string> extract_req_id(std::string_view answer_bytes);
 // The same for one id value.
 std::optional<std::string> req_id_of_completion_id(std::string_view id);
+
+// What the relay learns from the bytes of a child's answer: the req_id in the
+// first bytes of a stream (the real child names it in every chunk id), for
+// cancels and the owner table; and the usage the answer reports (its JSON
+// body's, or a stream's last chunk's), for the usage counters.
+class AnswerWatch {
+ public:
+  explicit AnswerWatch(std::function<void(const std::string&)> on_req_id) : on_req_id_(std::move(on_req_id)) {}
+  void scan(std::string_view bytes, bool stream) {
+    if (stream) scan_req_id(bytes);
+    usage_.feed(bytes);
+  }
+  const std::optional<std::string>& req_id() const { return req_id_; }
+  std::optional<TokenUsage> usage() const { return usage_.result(); }
+  // Another attempt begins: what an earlier one reported is not this answer's usage.
+  void new_attempt() { usage_.reset(); }
+
+ private:
+  void scan_req_id(std::string_view bytes);
+
+  std::function<void(const std::string&)> on_req_id_;
+  std::optional<std::string> req_id_;
+  std::string scanned_;
+  UsageScanner usage_;
+};
 
 }  // namespace coordinator

@@ -39,6 +39,14 @@ std::string_view unknown_field_value(const Fields& fields, std::string_view name
   return {};
 }
 
+// Every request carries one once the server has read it (the client's, or a new one).
+inline constexpr std::string_view kRequestIdField = "X-Request-Id";
+
+template <class Fields>
+std::string_view request_id_of(const Fields& request) {
+  return unknown_field_value(request, kRequestIdField);
+}
+
 // Whether a message lets its connection carry another one, as Beast's
 // keep_alive() decides it (RFC 9112 9.3), without its lookup.
 template <class Header>

@@ -12,6 +12,9 @@ namespace coordinator {
 
 using ExtraHeaders = std::vector<std::pair<std::string, std::string>>;
 
+// The request's X-Request-Id among a reply's headers.
+void add_request_id(ExtraHeaders& headers, const http::request<http::string_body>& request);
+
 // Writes one complete JSON response to a client; `head_only` (the answer to
 // HEAD) sends its headers without the body. Returns false when the write failed.
 awaitable<bool> send_json(TcpStream& client, unsigned version, unsigned status, std::string body, bool keep_alive,
